@@ -1,0 +1,203 @@
+//! Spans received over OTLP, with their messaging attributes normalized.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// A span a service exported.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SpanObservation {
+    pub observed_unix_us: i64,
+    /// The resource's `service.name` (`unknown_service` when absent, as OTel says).
+    pub service: String,
+    /// The instrumentation scope's name.
+    #[serde(skip_serializing_if = "String::is_empty", default)]
+    pub scope: String,
+    /// 32 lowercase hex digits.
+    pub trace_id: String,
+    /// 16 lowercase hex digits.
+    pub span_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parent_span_id: Option<String>,
+    pub name: String,
+    pub kind: SpanKind,
+    pub start_unix_us: i64,
+    pub end_unix_us: i64,
+    pub status: SpanStatus,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty", default)]
+    pub attributes: BTreeMap<String, Value>,
+    /// Resource attributes besides `service.name`.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty", default)]
+    pub resource: BTreeMap<String, Value>,
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub events: Vec<SpanEvent>,
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub links: Vec<SpanLink>,
+    /// The messaging attributes, read from the old or the new semantic conventions.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub messaging: Option<MessagingAttributes>,
+}
+
+/// OTLP span kind.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SpanKind {
+    #[default]
+    Unspecified,
+    Internal,
+    Server,
+    Client,
+    Producer,
+    Consumer,
+}
+
+impl SpanKind {
+    /// From the OTLP enum number; unknown numbers are `Unspecified`.
+    pub fn from_otlp(kind: i32) -> Self {
+        match kind {
+            1 => SpanKind::Internal,
+            2 => SpanKind::Server,
+            3 => SpanKind::Client,
+            4 => SpanKind::Producer,
+            5 => SpanKind::Consumer,
+            _ => SpanKind::Unspecified,
+        }
+    }
+}
+
+/// A span's status.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SpanStatus {
+    /// `unset`, `ok` or `error`.
+    pub code: String,
+    #[serde(skip_serializing_if = "String::is_empty", default)]
+    pub message: String,
+}
+
+impl SpanStatus {
+    /// Whether the span failed.
+    pub fn is_error(&self) -> bool {
+        self.code == "error"
+    }
+}
+
+/// An event in a span (an `exception`, say).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SpanEvent {
+    pub name: String,
+    pub time_unix_us: i64,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty", default)]
+    pub attributes: BTreeMap<String, Value>,
+}
+
+/// A link to another span: joins flows exactly as parent/child does.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SpanLink {
+    pub trace_id: String,
+    pub span_id: String,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty", default)]
+    pub attributes: BTreeMap<String, Value>,
+}
+
+/// Messaging attributes, whichever semantic-convention generation the
+/// service used (`messaging.destination.name` or `messaging.destination`, …).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MessagingAttributes {
+    /// `messaging.system`, e.g. `rabbitmq`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub system: Option<String>,
+    /// `messaging.operation.type` (new) or `messaging.operation` (old):
+    /// `send`/`publish`, `receive`, `process`, `create`, `settle`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub operation: Option<String>,
+    /// `messaging.destination.name` (new) or `messaging.destination` (old): the exchange.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub destination: Option<String>,
+    /// `messaging.message.id` (new) or `messaging.message_id` (old).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message_id: Option<String>,
+    /// `messaging.message.conversation_id` (new) or `messaging.conversation_id` (old).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub conversation_id: Option<String>,
+    /// `messaging.rabbitmq.destination.routing_key` (new) or `messaging.rabbitmq.routing_key` (old).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub routing_key: Option<String>,
+    /// `messaging.destination.subscription.name` or `messaging.consumer.group.name`: the queue.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub queue: Option<String>,
+}
+
+impl MessagingAttributes {
+    /// Reads them from a span's attributes; `None` when the span has none.
+    pub fn from_attributes(attributes: &BTreeMap<String, Value>) -> Option<Self> {
+        let get = |keys: &[&str]| {
+            keys.iter().find_map(|k| match attributes.get(*k)? {
+                Value::String(s) => Some(s.clone()),
+                Value::Number(n) => Some(n.to_string()),
+                _ => None,
+            })
+        };
+        let attrs = Self {
+            system: get(&["messaging.system"]),
+            operation: get(&["messaging.operation.type", "messaging.operation"]),
+            destination: get(&["messaging.destination.name", "messaging.destination"]),
+            message_id: get(&["messaging.message.id", "messaging.message_id"]),
+            conversation_id: get(&[
+                "messaging.message.conversation_id",
+                "messaging.conversation_id",
+            ]),
+            routing_key: get(&[
+                "messaging.rabbitmq.destination.routing_key",
+                "messaging.rabbitmq.routing_key",
+            ]),
+            queue: get(&[
+                "messaging.destination.subscription.name",
+                "messaging.consumer.group.name",
+                "messaging.rabbitmq.queue",
+            ]),
+        };
+        (attrs != Self::default()).then_some(attrs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn attrs(pairs: &[(&str, Value)]) -> BTreeMap<String, Value> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect()
+    }
+
+    #[test]
+    fn old_and_new_semantic_conventions_read_the_same() {
+        let new = attrs(&[
+            ("messaging.system", json!("rabbitmq")),
+            ("messaging.destination.name", json!("shop.events")),
+            ("messaging.message.id", json!("m-1")),
+            (
+                "messaging.rabbitmq.destination.routing_key",
+                json!("order.placed"),
+            ),
+            ("messaging.operation.type", json!("send")),
+        ]);
+        let old = attrs(&[
+            ("messaging.system", json!("rabbitmq")),
+            ("messaging.destination", json!("shop.events")),
+            ("messaging.message_id", json!("m-1")),
+            ("messaging.rabbitmq.routing_key", json!("order.placed")),
+            ("messaging.operation", json!("send")),
+        ]);
+        let a = MessagingAttributes::from_attributes(&new).unwrap();
+        assert_eq!(a, MessagingAttributes::from_attributes(&old).unwrap());
+        assert_eq!(a.destination.as_deref(), Some("shop.events"));
+        assert_eq!(a.routing_key.as_deref(), Some("order.placed"));
+        assert!(
+            MessagingAttributes::from_attributes(&attrs(&[("http.route", json!("/"))])).is_none()
+        );
+    }
+}
