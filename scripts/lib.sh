@@ -6,6 +6,7 @@
 #   RABBITMQ_MGMT_USER      management API user          (default guest)
 #   RABBITMQ_MGMT_PASSWORD  management API password      (default guest)
 #   RABBITMQ_WAIT_SECS      how long to wait for the node and for the API (default 60)
+#   FLOWSCOPE_PY_VENV       virtualenv of the Python OTLP client tests (default /var/tmp/flowscope-venv)
 #   CARGO_TARGET_DIR        honoured by cargo as usual; never set here
 
 RABBITMQ_MGMT_URL=${RABBITMQ_MGMT_URL:-http://127.0.0.1:15672}
@@ -177,4 +178,29 @@ ensure_rabbitmq() {
             die "the management API at $RABBITMQ_MGMT_URL did not answer within ${RABBITMQ_WAIT_SECS}s (last HTTP status $status); check 'rabbitmq-plugins list -e' and /var/log/rabbitmq/"
         sleep 1
     done
+}
+
+# Makes sure the Python virtualenv the OTLP client tests run (the Python
+# OpenTelemetry SDK with its gRPC and HTTP exporters) exists at
+# ${FLOWSCOPE_PY_VENV:-/var/tmp/flowscope-venv}: creates it with `python3 -m venv`
+# (installing python3-venv with apt when that fails) and installs the SDK only
+# when the exporter cannot be imported yet.
+ensure_python_venv() {
+    local venv=${FLOWSCOPE_PY_VENV:-/var/tmp/flowscope-venv}
+    ensure_cmd python3 python3
+    if [[ ! -x $venv/bin/python ]]; then
+        log "creating the Python virtualenv $venv"
+        if ! python3 -m venv "$venv"; then
+            rm -rf "$venv"
+            apt_install python3-venv
+            python3 -m venv "$venv" || die "python3 -m venv $venv failed even with python3-venv installed"
+        fi
+    fi
+    if "$venv/bin/python" -c 'import opentelemetry.exporter.otlp.proto.grpc' >/dev/null 2>&1; then
+        log "the OpenTelemetry Python SDK is installed in $venv"
+        return 0
+    fi
+    log "installing opentelemetry-sdk and opentelemetry-exporter-otlp into $venv"
+    "$venv/bin/python" -m pip install -q opentelemetry-sdk opentelemetry-exporter-otlp ||
+        die "pip could not install the OpenTelemetry Python SDK into $venv; check access to PyPI"
 }

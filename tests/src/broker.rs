@@ -73,6 +73,18 @@ impl TestVhost {
         Ok(resp.json().await?)
     }
 
+    /// Turns the firehose of this vhost on or off, as `rabbitmqctl trace_on/off` would.
+    pub async fn set_tracing(&self, on: bool) -> anyhow::Result<()> {
+        client()
+            .put(format!("{}/api/vhosts/{}", mgmt_url(), self.name))
+            .basic_auth("guest", Some("guest"))
+            .json(&serde_json::json!({ "tracing": on }))
+            .send()
+            .await?
+            .error_for_status()?;
+        Ok(())
+    }
+
     /// Force-closes every connection of this vhost whose client-provided name is `name`,
     /// as an operator (or a broker restart) would; returns how many it closed.
     pub async fn close_connections_named(&self, name: &str) -> anyhow::Result<usize> {

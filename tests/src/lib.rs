@@ -7,6 +7,7 @@
 //! export their traces to.
 
 pub mod broker;
+pub mod observe;
 pub mod otlp;
 pub mod shop;
 

@@ -32,19 +32,24 @@ const START_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The `shop` binary built in this target directory (override with `SHOP_BIN`).
 pub fn shop_binary() -> PathBuf {
-    if let Some(path) = std::env::var_os("SHOP_BIN") {
+    workspace_binary("shop", "SHOP_BIN", "flowscope-demo")
+}
+
+/// A binary of this workspace, built in this target directory.
+pub fn workspace_binary(name: &str, override_var: &str, package: &str) -> PathBuf {
+    if let Some(path) = std::env::var_os(override_var) {
         return path.into();
     }
-    // Tests run from <target>/<profile>/deps/<test>; the binary is <target>/<profile>/shop.
+    // Tests run from <target>/<profile>/deps/<test>; binaries are in <target>/<profile>/.
     let exe = std::env::current_exe().expect("test executable path");
     let bin = exe
         .parent()
         .and_then(|deps| deps.parent())
-        .map(|profile| profile.join("shop"))
+        .map(|profile| profile.join(name))
         .expect("target directory layout");
     assert!(
         bin.exists(),
-        "{} is missing: build it first with `cargo build -p flowscope-demo --bin shop` (scripts/test does)",
+        "{} is missing: build it first with `cargo build -p {package} --bin {name}` (scripts/test does)",
         bin.display()
     );
     bin
@@ -434,7 +439,8 @@ async fn tap_events(connection: &Connection) -> anyhow::Result<Arc<Mutex<Vec<Tap
     Ok(tapped)
 }
 
-fn free_port() -> std::io::Result<u16> {
+/// A free loopback TCP port (bound and released).
+pub fn free_port() -> std::io::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port())
