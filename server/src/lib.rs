@@ -4,5 +4,6 @@
 
 pub mod collect;
 pub mod config;
+pub mod correlator;
 pub mod signals;
 pub mod tap;

@@ -1,0 +1,176 @@
+//! One flow's observations, as the correlator keeps them.
+
+use std::collections::BTreeMap;
+
+use flowscope_model::{
+    BrokerMessage, FlowDetail, FlowReason, FlowStatus, FlowSummary, Hop, SpanObservation,
+};
+
+use super::ids::Ident;
+
+/// Messages one flow keeps in detail, at most (a correlation id shared by
+/// everything would otherwise grow one flow without bound).
+pub const MAX_MESSAGES_PER_FLOW: usize = 2_000;
+/// Spans one flow keeps, at most.
+pub const MAX_SPANS_PER_FLOW: usize = 5_000;
+
+/// Everything the broker said about one message.
+#[derive(Debug, Clone, Default)]
+pub struct MessageRecord {
+    pub publish: Option<BrokerMessage>,
+    pub deliveries: Vec<BrokerMessage>,
+    pub dead_letters: Vec<BrokerMessage>,
+}
+
+impl MessageRecord {
+    /// The best copy: the publish, else a delivery, else a dead letter.
+    pub fn representative(&self) -> Option<&BrokerMessage> {
+        self.publish
+            .as_ref()
+            .or_else(|| self.deliveries.first())
+            .or_else(|| self.dead_letters.first())
+    }
+
+    /// When the message was published (or first seen).
+    pub fn published_unix_us(&self) -> Option<i64> {
+        self.publish
+            .as_ref()
+            .map(|p| p.observed_unix_us)
+            .or_else(|| self.representative().map(|m| m.observed_unix_us))
+    }
+
+    /// The event type (AMQP `type`).
+    pub fn event_type(&self) -> Option<&str> {
+        self.representative()
+            .and_then(|m| m.properties.kind.as_deref())
+    }
+}
+
+/// One flow.
+#[derive(Debug, Clone, Default)]
+pub struct FlowState {
+    pub id: String,
+    pub key: Option<String>,
+    pub messages: BTreeMap<String, MessageRecord>,
+    pub spans: Vec<SpanObservation>,
+    pub idents: Vec<Ident>,
+    pub first_unix_us: i64,
+    pub last_unix_us: i64,
+    pub status: FlowStatus,
+    pub reason: Option<FlowReason>,
+    pub ended_unix_us: Option<i64>,
+    /// Observations beyond the per-flow bounds, counted not kept.
+    pub num_dropped: u64,
+}
+
+impl FlowState {
+    /// Notes the time of an observation.
+    pub fn touch(&mut self, at: i64) {
+        if self.first_unix_us == 0 || at < self.first_unix_us {
+            self.first_unix_us = at;
+        }
+        self.last_unix_us = self.last_unix_us.max(at);
+    }
+
+    /// Takes in another flow (they share an identifier).
+    pub fn absorb(&mut self, other: FlowState) {
+        for (id, record) in other.messages {
+            let mine = self.messages.entry(id).or_default();
+            if mine.publish.is_none() {
+                mine.publish = record.publish;
+            }
+            mine.deliveries.extend(record.deliveries);
+            mine.dead_letters.extend(record.dead_letters);
+        }
+        self.spans.extend(other.spans);
+        self.idents.extend(other.idents);
+        self.idents.sort();
+        self.idents.dedup();
+        if self.key.is_none() {
+            self.key = other.key;
+        }
+        self.touch(other.first_unix_us);
+        self.touch(other.last_unix_us);
+        self.num_dropped += other.num_dropped;
+    }
+
+    /// Messages in publish order.
+    pub fn messages_in_order(&self) -> Vec<(&String, &MessageRecord)> {
+        let mut list: Vec<_> = self.messages.iter().collect();
+        list.sort_by_key(|(_, r)| r.published_unix_us().unwrap_or(i64::MAX));
+        list
+    }
+
+    /// Event types in the order they were published, each once.
+    pub fn event_types(&self) -> Vec<String> {
+        let mut seen = Vec::new();
+        for (_, record) in self.messages_in_order() {
+            if let Some(kind) = record.event_type()
+                && !seen.iter().any(|s| s == kind)
+            {
+                seen.push(kind.to_owned());
+            }
+        }
+        seen
+    }
+
+    /// Services seen publishing, consuming or tracing in the flow.
+    pub fn services(&self) -> Vec<String> {
+        let mut services: Vec<String> = self
+            .messages
+            .values()
+            .flat_map(|r| r.publish.iter().chain(&r.deliveries))
+            .filter_map(|m| m.service.clone().or_else(|| m.properties.app_id.clone()))
+            .chain(self.spans.iter().map(|s| s.service.clone()))
+            .collect();
+        services.sort();
+        services.dedup();
+        services
+    }
+
+    /// The list line.
+    pub fn summary(&self, hops: &[Hop]) -> FlowSummary {
+        let mut trace_ids: Vec<String> = self
+            .idents
+            .iter()
+            .filter_map(|i| match i {
+                Ident::Trace(t) => Some(t.clone()),
+                _ => None,
+            })
+            .collect();
+        trace_ids.sort();
+        let event_types = self.event_types();
+        FlowSummary {
+            id: self.id.clone(),
+            key: self.key.clone(),
+            status: self.status,
+            reason: self.reason.clone(),
+            started_unix_us: self.first_unix_us,
+            last_seen_unix_us: self.last_unix_us,
+            ended_unix_us: self.ended_unix_us,
+            current_step: event_types.last().cloned(),
+            services: self.services(),
+            event_types,
+            trace_ids,
+            num_messages: self.messages.len(),
+            num_spans: self.spans.len(),
+            num_hops: hops.len(),
+        }
+    }
+
+    /// Everything, for the detail view and the store.
+    pub fn detail(&self, hops: Vec<Hop>) -> FlowDetail {
+        let mut spans = self.spans.clone();
+        spans.sort_by_key(|s| s.start_unix_us);
+        FlowDetail {
+            summary: self.summary(&hops),
+            messages: self
+                .messages_in_order()
+                .into_iter()
+                .filter_map(|(_, r)| r.representative().cloned())
+                .collect(),
+            hops,
+            spans,
+        }
+    }
+}

@@ -1,0 +1,370 @@
+//! The correlator: observations in, flows out.
+//!
+//! Every observation carries identifiers ([`ids`]): a trace id (from the
+//! AMQP `traceparent` or the span, span links included), a message id, a
+//! correlation id, a business key found by the configured rules. A flow is
+//! the connected set of observations sharing any of them: an observation
+//! that touches two flows merges them. Each flow's hops ([`hops`]) and status
+//! ([`status`]) are derived from what it holds; finished flows teach the
+//! process map ([`process_map`]).
+//!
+//! The correlator is plain data with no I/O: the server feeds it, ticks it
+//! every second (time alone makes flows stuck or quiet), and takes the
+//! changed flows to store and stream.
+
+pub mod config;
+pub mod flow;
+pub mod hops;
+pub mod ids;
+pub mod process_map;
+pub mod propagation;
+pub mod status;
+
+use std::collections::{BTreeSet, HashMap};
+
+use flowscope_model::{FlowDetail, FlowSummary, Observation, ProcessMap};
+
+use self::config::{CorrelationConfig, KeyRule, KeySource};
+use self::flow::{FlowState, MAX_MESSAGES_PER_FLOW, MAX_SPANS_PER_FLOW};
+use self::ids::Ident;
+use self::process_map::ProcessMapLearner;
+
+/// What changed since the last [`Correlator::take_changes`].
+#[derive(Debug, Default)]
+pub struct Changes {
+    /// Flows that are new or changed, in full.
+    pub updated: Vec<FlowDetail>,
+    /// Flows merged into others (their ids are gone).
+    pub removed: Vec<String>,
+}
+
+/// Joins observations into flows.
+#[derive(Debug)]
+pub struct Correlator {
+    config: CorrelationConfig,
+    rules: Vec<(KeyRule, KeySource)>,
+    flows: HashMap<String, FlowState>,
+    summaries: HashMap<String, FlowSummary>,
+    index: HashMap<Ident, String>,
+    learner: ProcessMapLearner,
+    changed: BTreeSet<String>,
+    removed: Vec<String>,
+    learned: BTreeSet<String>,
+}
+
+impl Correlator {
+    /// A correlator with these rules; fails on a rule that does not parse.
+    pub fn new(config: CorrelationConfig) -> Result<Self, String> {
+        let rules = config
+            .keys
+            .iter()
+            .map(|rule| rule.source().map(|source| (rule.clone(), source)))
+            .collect::<Result<_, _>>()?;
+        Ok(Self {
+            config,
+            rules,
+            flows: HashMap::new(),
+            summaries: HashMap::new(),
+            index: HashMap::new(),
+            learner: ProcessMapLearner::default(),
+            changed: BTreeSet::new(),
+            removed: Vec::new(),
+            learned: BTreeSet::new(),
+        })
+    }
+
+    /// The rules in force.
+    pub fn config(&self) -> &CorrelationConfig {
+        &self.config
+    }
+
+    /// Takes in one observation; `false` for those that are not about flows
+    /// (queue samples, topology).
+    pub fn ingest(&mut self, observation: Observation) -> bool {
+        match observation {
+            Observation::Publish(msg)
+            | Observation::Deliver(msg)
+            | Observation::DeadLetter(msg)
+                if msg.properties.kind.is_none()
+                    && msg.properties.message_id.is_none()
+                    && msg.trace.is_none()
+                    && msg.properties.correlation_id.is_none() =>
+            {
+                // Nothing to join it by: not part of any flow (probes, bare messages).
+                false
+            }
+            Observation::Publish(msg) => self.add_message(msg, Kind::Publish),
+            Observation::Deliver(msg) => self.add_message(msg, Kind::Deliver),
+            Observation::DeadLetter(msg) => self.add_message(msg, Kind::DeadLetter),
+            Observation::Span(span) => {
+                let ids = ids::of_span(&span, &self.rules);
+                let key = ids::span_key(&span, &self.rules).map(|(_, v)| v);
+                let flow = self.flow_for(ids, span.start_unix_us);
+                flow.touch(span.end_unix_us);
+                if flow.key.is_none() {
+                    flow.key = key;
+                }
+                if flow.spans.len() < MAX_SPANS_PER_FLOW {
+                    flow.spans.push(*span);
+                } else {
+                    flow.num_dropped += 1;
+                }
+                true
+            }
+            Observation::QueueSample(_) | Observation::Topology(_) => false,
+        }
+    }
+
+    fn add_message(&mut self, msg: flowscope_model::BrokerMessage, kind: Kind) -> bool {
+        let ids = ids::of_message(&msg, &self.rules);
+        let key = ids::message_key(&msg, &self.rules).map(|(_, v)| v);
+        let message_id = ids::message_id(&msg);
+        let flow = self.flow_for(ids, msg.observed_unix_us);
+        flow.touch(msg.observed_unix_us);
+        if flow.key.is_none() {
+            flow.key = key;
+        }
+        if !flow.messages.contains_key(&message_id) && flow.messages.len() >= MAX_MESSAGES_PER_FLOW
+        {
+            flow.num_dropped += 1;
+            return true;
+        }
+        let record = flow.messages.entry(message_id).or_default();
+        match kind {
+            Kind::Publish => record.publish = Some(msg),
+            Kind::Deliver => record.deliveries.push(msg),
+            Kind::DeadLetter => record.dead_letters.push(msg),
+        }
+        true
+    }
+
+    /// The flow these identifiers belong to: found, created, or several merged.
+    fn flow_for(&mut self, ids: Vec<Ident>, at: i64) -> &mut FlowState {
+        let ids: Vec<Ident> = ids.into_iter().filter(|i| !ident_is_empty(i)).collect();
+        let mut found: Vec<String> = ids
+            .iter()
+            .filter_map(|i| self.index.get(i).cloned())
+            .collect();
+        found.sort();
+        found.dedup();
+        let target = match found.len() {
+            0 => {
+                let id = flow_id(ids.first());
+                self.flows.entry(id.clone()).or_insert_with(|| FlowState {
+                    id: id.clone(),
+                    first_unix_us: at,
+                    last_unix_us: at,
+                    ..Default::default()
+                });
+                id
+            }
+            1 => found.remove(0),
+            _ => self.merge(found),
+        };
+        for ident in &ids {
+            self.index.insert(ident.clone(), target.clone());
+        }
+        self.changed.insert(target.clone());
+        let flow = self.flows.get_mut(&target).expect("target flow exists");
+        flow.idents.extend(ids);
+        flow.idents.sort();
+        flow.idents.dedup();
+        flow
+    }
+
+    /// Merges flows into the oldest of them; returns its id.
+    fn merge(&mut self, ids: Vec<String>) -> String {
+        let target = ids
+            .iter()
+            .min_by_key(|id| {
+                (
+                    self.flows.get(*id).map_or(i64::MAX, |f| f.first_unix_us),
+                    (*id).clone(),
+                )
+            })
+            .cloned()
+            .expect("at least two flows");
+        for id in ids.into_iter().filter(|id| *id != target) {
+            let Some(other) = self.flows.remove(&id) else {
+                continue;
+            };
+            for ident in &other.idents {
+                self.index.insert(ident.clone(), target.clone());
+            }
+            self.summaries.remove(&id);
+            self.changed.remove(&id);
+            self.learned.remove(&id);
+            self.removed.push(id);
+            self.flows
+                .get_mut(&target)
+                .expect("target flow exists")
+                .absorb(other);
+        }
+        target
+    }
+
+    /// Re-judges flows whose status can change with time alone, and keeps
+    /// the number of live flows bounded.
+    pub fn tick(&mut self, now_unix_us: i64) {
+        let waiting: Vec<String> = self
+            .summaries
+            .iter()
+            .filter(|(_, s)| !s.status.is_final())
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in waiting {
+            if let Some(flow) = self.flows.get(&id) {
+                let hops = hops::build(flow);
+                let (status, reason) = status::evaluate(flow, &hops, &self.config, now_unix_us);
+                if status != flow.status || reason != flow.reason {
+                    self.changed.insert(id);
+                }
+            }
+        }
+        self.evict();
+    }
+
+    fn evict(&mut self) {
+        let excess = self.flows.len().saturating_sub(self.config.max_live_flows);
+        if excess == 0 {
+            return;
+        }
+        let mut candidates: Vec<(bool, i64, String)> = self
+            .flows
+            .values()
+            .map(|f| (!f.status.is_final(), f.last_unix_us, f.id.clone()))
+            .collect();
+        candidates.sort();
+        for (_, _, id) in candidates.into_iter().take(excess) {
+            if let Some(flow) = self.flows.remove(&id) {
+                for ident in &flow.idents {
+                    if self.index.get(ident) == Some(&id) {
+                        self.index.remove(ident);
+                    }
+                }
+            }
+            self.summaries.remove(&id);
+            self.changed.remove(&id);
+            self.learned.remove(&id);
+        }
+    }
+
+    /// Judges every changed flow and returns them, with merged-away ids.
+    pub fn take_changes(&mut self, now_unix_us: i64) -> Changes {
+        let mut updated = Vec::with_capacity(self.changed.len());
+        for id in std::mem::take(&mut self.changed) {
+            let Some(flow) = self.flows.get_mut(&id) else {
+                continue;
+            };
+            let hops = hops::build(flow);
+            let (status, reason) = status::evaluate(flow, &hops, &self.config, now_unix_us);
+            flow.status = status;
+            flow.reason = reason;
+            flow.ended_unix_us = match (
+                status.is_final() || status == flowscope_model::FlowStatus::Failed,
+                flow.ended_unix_us,
+            ) {
+                (true, None) => Some(flow.last_unix_us),
+                (true, ended) => ended,
+                (false, _) => None,
+            };
+            if (status.is_final() || status == flowscope_model::FlowStatus::Failed)
+                && self.learned.insert(id.clone())
+            {
+                let events: Vec<(String, i64)> = flow
+                    .messages_in_order()
+                    .into_iter()
+                    .filter_map(|(_, r)| Some((r.event_type()?.to_owned(), r.published_unix_us()?)))
+                    .collect();
+                self.learner.learn(&id, &events);
+            }
+            let detail = flow.detail(hops);
+            self.summaries.insert(id, detail.summary.clone());
+            updated.push(detail);
+        }
+        Changes {
+            updated,
+            removed: std::mem::take(&mut self.removed),
+        }
+    }
+
+    /// One live flow in full.
+    pub fn flow(&self, id: &str) -> Option<FlowDetail> {
+        let flow = self.flows.get(id)?;
+        Some(flow.detail(hops::build(flow)))
+    }
+
+    /// The live flows' summaries (as of the last [`Correlator::take_changes`]).
+    pub fn summaries(&self) -> impl Iterator<Item = &FlowSummary> {
+        self.summaries.values()
+    }
+
+    /// The live flow an order key, message id or trace id belongs to.
+    pub fn find(&self, needle: &str) -> Option<String> {
+        let direct = [
+            Ident::Trace(needle.to_owned()),
+            Ident::Message(needle.to_owned()),
+            Ident::Correlation(needle.to_owned()),
+        ];
+        direct
+            .iter()
+            .find_map(|i| self.index.get(i).cloned())
+            .or_else(|| {
+                self.rules.iter().find_map(|(rule, _)| {
+                    self.index
+                        .get(&Ident::Key(rule.name.clone(), needle.to_owned()))
+                        .cloned()
+                })
+            })
+            .or_else(|| self.flows.contains_key(needle).then(|| needle.to_owned()))
+    }
+
+    /// The process map learned so far.
+    pub fn process_map(&self) -> ProcessMap {
+        self.learner.snapshot()
+    }
+
+    /// Which services lose or restart trace context.
+    pub fn propagation(&self) -> propagation::PropagationReport {
+        propagation::report(self.flows.values())
+    }
+
+    /// Live flows.
+    pub fn num_flows(&self) -> usize {
+        self.flows.len()
+    }
+}
+
+enum Kind {
+    Publish,
+    Deliver,
+    DeadLetter,
+}
+
+fn ident_is_empty(ident: &Ident) -> bool {
+    match ident {
+        Ident::Trace(s) | Ident::Message(s) | Ident::Correlation(s) => s.is_empty(),
+        Ident::Key(_, v) => v.is_empty(),
+    }
+}
+
+/// A flow's id, stable for the identifier it was first seen by (so a replay
+/// after a restart gives the same ids).
+fn flow_id(first: Option<&Ident>) -> String {
+    use std::hash::{Hash, Hasher};
+    // FNV-1a: stable across processes and releases, unlike DefaultHasher.
+    struct Fnv(u64);
+    impl Hasher for Fnv {
+        fn finish(&self) -> u64 {
+            self.0
+        }
+        fn write(&mut self, bytes: &[u8]) {
+            for b in bytes {
+                self.0 = (self.0 ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3);
+            }
+        }
+    }
+    let mut h = Fnv(0xcbf2_9ce4_8422_2325);
+    first.map(Ident::text).unwrap_or_default().hash(&mut h);
+    format!("f{:016x}", h.finish())
+}

@@ -1,0 +1,233 @@
+//! Judging a flow: in flight, completed, failed, compensated or stuck, and why.
+
+use flowscope_model::{FlowReason, FlowStatus, Hop};
+
+use super::config::CorrelationConfig;
+use super::flow::FlowState;
+
+/// A flow's status and the reason for it, as of `now_unix_us`.
+pub fn evaluate(
+    flow: &FlowState,
+    hops: &[Hop],
+    config: &CorrelationConfig,
+    now_unix_us: i64,
+) -> (FlowStatus, Option<FlowReason>) {
+    let timeline = timeline(flow);
+    let at = |events: &[String]| {
+        timeline
+            .iter()
+            .position(|(kind, _)| events.iter().any(|e| e == kind))
+    };
+    let compensation_after = |index: usize| {
+        timeline[index..]
+            .iter()
+            .position(|(kind, _)| config.compensating_events.iter().any(|e| e == kind))
+            .map(|i| i + index)
+    };
+
+    // A dead letter is a failure.
+    if let Some((i, hop)) = hops
+        .iter()
+        .enumerate()
+        .find(|(_, h)| h.dead_lettered.is_some())
+    {
+        let death = hop.dead_lettered.as_ref().expect("found above");
+        let attempts = (hop.redeliveries + 1).max(death.count.max(1) as u32);
+        let reason = reason_at(
+            i,
+            hop,
+            format!(
+                "dead-lettered at {} after {attempts} attempt{}: {}",
+                death.queue,
+                if attempts == 1 { "" } else { "s" },
+                death.reason
+            ),
+        );
+        return (FlowStatus::Failed, Some(reason));
+    }
+    if let Some(fail) = at(&config.failure_events) {
+        let (kind, service) = &timeline[fail];
+        let hop = hops
+            .iter()
+            .position(|h| h.event_type.as_deref() == Some(kind.as_str()));
+        if let Some(comp) = compensation_after(fail) {
+            let message = format!("{kind} from {service}, compensated by {}", timeline[comp].0);
+            return (
+                FlowStatus::Compensated,
+                Some(FlowReason {
+                    hop,
+                    service: Some(service.clone()),
+                    queue: None,
+                    message,
+                }),
+            );
+        }
+        let detail = failure_detail(flow, kind)
+            .map(|d| format!(": {d}"))
+            .unwrap_or_default();
+        let message = format!("{kind} from {service}{detail}");
+        return (
+            FlowStatus::Failed,
+            Some(FlowReason {
+                hop,
+                service: Some(service.clone()),
+                queue: None,
+                message,
+            }),
+        );
+    }
+    if !config.terminal_events.is_empty() && at(&config.terminal_events).is_some() {
+        return (FlowStatus::Completed, None);
+    }
+    if let Some((i, hop)) = hops
+        .iter()
+        .enumerate()
+        .find(|(_, h)| h.failed && h.processed_unix_us.is_none())
+    {
+        let error = flow
+            .spans
+            .iter()
+            .rev()
+            .find(|s| {
+                s.status.is_error()
+                    && s.messaging.as_ref().and_then(|m| m.message_id.as_deref())
+                        == Some(hop.message_id.as_str())
+            })
+            .map(|s| s.status.message.clone())
+            .filter(|m| !m.is_empty())
+            .unwrap_or_else(|| "error".into());
+        let where_ = hop.queue.as_deref().unwrap_or("?");
+        let who = hop.consumer.as_deref().unwrap_or("the consumer");
+        return (
+            FlowStatus::Failed,
+            Some(reason_at(
+                i,
+                hop,
+                format!("processing failed at {where_} in {who}: {error}"),
+            )),
+        );
+    }
+    if let Some(stuck) = stuck(flow, hops, config, now_unix_us) {
+        return (FlowStatus::Stuck, Some(stuck));
+    }
+    let pending = hops
+        .iter()
+        .any(|h| h.queue.is_some() && h.delivered_unix_us.is_none());
+    let quiet = now_unix_us - flow.last_unix_us >= secs(config.quiescence_secs);
+    if config.terminal_events.is_empty() && quiet && !pending {
+        return (FlowStatus::Completed, None);
+    }
+    (FlowStatus::InFlight, None)
+}
+
+fn secs(s: u64) -> i64 {
+    s as i64 * 1_000_000
+}
+
+fn reason_at(index: usize, hop: &Hop, message: String) -> FlowReason {
+    FlowReason {
+        hop: Some(index),
+        queue: hop.queue.clone(),
+        service: hop.consumer.clone().or_else(|| hop.producer.clone()),
+        message,
+    }
+}
+
+/// (event type, publishing service) in publish order.
+fn timeline(flow: &FlowState) -> Vec<(String, String)> {
+    flow.messages_in_order()
+        .into_iter()
+        .filter_map(|(_, r)| {
+            let m = r.representative()?;
+            let service = r
+                .publish
+                .as_ref()
+                .and_then(|p| p.service.clone())
+                .or_else(|| m.properties.app_id.clone());
+            Some((
+                m.properties.kind.clone()?,
+                service.unwrap_or_else(|| "an unknown service".into()),
+            ))
+        })
+        .collect()
+}
+
+/// A failure event's own explanation: a `reason` field in its JSON body.
+fn failure_detail(flow: &FlowState, kind: &str) -> Option<String> {
+    let record = flow
+        .messages
+        .values()
+        .find(|r| r.event_type() == Some(kind))?;
+    let body = record.representative()?.body.as_ref()?;
+    let json: serde_json::Value = serde_json::from_str(&body.content).ok()?;
+    ["/reason", "/data/reason", "/error"]
+        .iter()
+        .find_map(|p| json.pointer(p).and_then(|v| v.as_str()).map(str::to_owned))
+}
+
+fn stuck(
+    flow: &FlowState,
+    hops: &[Hop],
+    config: &CorrelationConfig,
+    now: i64,
+) -> Option<FlowReason> {
+    for (i, hop) in hops.iter().enumerate() {
+        if hop.unroutable {
+            let message = format!(
+                "unroutable: published to {:?} with routing key {:?}, no queue bound",
+                hop.exchange, hop.routing_key
+            );
+            return Some(reason_at(i, hop, message));
+        }
+        let (Some(queue), Some(published)) = (&hop.queue, hop.published_unix_us) else {
+            continue;
+        };
+        match hop.delivered_unix_us {
+            None if now - published > config.queue_wait_ms as i64 * 1000 => {
+                let waited = (now - published) / 1_000_000;
+                return Some(reason_at(
+                    i,
+                    hop,
+                    format!("waiting in {queue} for {waited} s, not delivered"),
+                ));
+            }
+            Some(delivered)
+                if hop.processed_unix_us.is_none()
+                    && now - delivered > config.processing_ms as i64 * 1000 =>
+            {
+                // Only a consumer known to trace its processing can be said not to have finished.
+                let consumer = hop.consumer.as_deref()?;
+                let traced = flow.spans.iter().any(|s| s.service == consumer);
+                let moved_on = flow.messages.values().any(|r| {
+                    r.publish.as_ref().is_some_and(|p| {
+                        p.service.as_deref() == Some(consumer) && p.observed_unix_us >= delivered
+                    })
+                });
+                if traced && !moved_on {
+                    let waited = (now - delivered) / 1_000_000;
+                    return Some(reason_at(
+                        i,
+                        hop,
+                        format!(
+                            "delivered to {consumer} from {queue} {waited} s ago, not processed"
+                        ),
+                    ));
+                }
+            }
+            _ => {}
+        }
+    }
+    if !config.terminal_events.is_empty()
+        && now - flow.first_unix_us > secs(config.flow_deadline_secs)
+    {
+        return Some(FlowReason {
+            message: format!(
+                "no terminal event ({}) within {} s",
+                config.terminal_events.join(", "),
+                config.flow_deadline_secs
+            ),
+            ..Default::default()
+        });
+    }
+    None
+}
