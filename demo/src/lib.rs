@@ -32,6 +32,7 @@
 //! - [`load`] and [`supervisor`]: the load generator and `shop up`.
 
 pub mod amqp;
+pub mod cli;
 pub mod config;
 pub mod consumer;
 pub mod events;

@@ -48,8 +48,17 @@ pub struct UpArgs {
 }
 
 /// Runs the shop until Ctrl-C or SIGTERM.
-pub async fn up(args: &UpArgs) -> anyhow::Result<()> {
-    let shutdown = shutdown_on_signal();
+pub async fn up(args: &UpArgs, exe_prefix: &[&str]) -> anyhow::Result<()> {
+    run_shop(args, exe_prefix, shutdown_on_signal()).await
+}
+
+/// Runs the shop until `shutdown`, then stops every service. `exe_prefix`
+/// is what this binary needs before a service name (`["shop"]` in `flowscope`).
+pub async fn run_shop(
+    args: &UpArgs,
+    exe_prefix: &[&str],
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
     let exe = std::env::current_exe()?;
     let supervised: Vec<_> = Service::ALL
         .into_iter()
@@ -57,6 +66,7 @@ pub async fn up(args: &UpArgs) -> anyhow::Result<()> {
             let child = ChildSpec {
                 service,
                 exe: exe.clone(),
+                prefix: exe_prefix.iter().map(|s| s.to_string()).collect(),
                 args: args.service.clone(),
             };
             tokio::spawn(child.supervise(shutdown.clone()))
@@ -113,6 +123,7 @@ async fn wait_ready(order_url: &str, stop: &CancellationToken) -> bool {
 struct ChildSpec {
     service: Service,
     exe: PathBuf,
+    prefix: Vec<String>,
     args: ServiceArgs,
 }
 
@@ -142,7 +153,8 @@ impl ChildSpec {
     fn spawn(&self) -> std::io::Result<Child> {
         let a = &self.args;
         let mut cmd = Command::new(&self.exe);
-        cmd.arg(self.service.name())
+        cmd.args(&self.prefix)
+            .arg(self.service.name())
             .env("SHOP_AMQP_URL", &a.amqp_url)
             .env("SHOP_DATA_DIR", &a.data_dir)
             .env("SHOP_PREFETCH", a.prefetch.to_string())
