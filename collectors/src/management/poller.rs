@@ -20,7 +20,7 @@ use crate::pipeline::ObservationSender;
 use crate::services::ServiceDirectory;
 
 /// An unchanged exact depth is re-sent this often anyway (a heartbeat).
-const EXACT_HEARTBEAT: Duration = Duration::from_secs(10);
+const EXACT_HEARTBEAT: Duration = Duration::from_secs(5);
 /// flowscope's own queues, left out of what it reports.
 const OWN_QUEUE_PREFIX: &str = "flowscope.";
 
@@ -131,7 +131,10 @@ impl ManagementPoller {
             if sample.queue.starts_with(OWN_QUEUE_PREFIX) {
                 continue;
             }
-            names.push(sample.queue.clone());
+            // Another connection's exclusive queue cannot be declared, even passively.
+            if q["exclusive"].as_bool() != Some(true) {
+                names.push(sample.queue.clone());
+            }
             let _ = self.sender.send_or_drop(Observation::QueueSample(sample));
         }
         let present: HashSet<&str> = names.iter().map(String::as_str).collect();
@@ -255,6 +258,8 @@ impl ManagementPoller {
         let mut channel = connection.create_channel().await?;
         let inspect_channel = connection.create_channel().await?;
         let mut last: HashMap<String, (u64, u64, Instant)> = HashMap::new();
+        // Each dead-letter queue's depth when it was last inspected.
+        let mut inspected: HashMap<String, u64> = HashMap::new();
         let mut tick =
             tokio::time::interval(Duration::from_millis(self.config.depth_interval_ms.max(50)));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -290,14 +295,15 @@ impl ManagementPoller {
                         self.exact_sample(&queue, ready, consumers),
                     ));
                 }
-                let grew = ready > previous.map_or(0, |(r, _, _)| r);
-                if dlqs.contains(&queue)
-                    && ready > 0
-                    && (grew || inspector.due(&queue) && previous.is_none())
-                    && inspector.due(&queue)
-                {
+                // Inspect a dead-letter queue whenever its depth moved since the
+                // last look (whenever the topology made it known as one).
+                let moved = inspected.get(&queue) != Some(&ready);
+                if dlqs.contains(&queue) && ready > 0 && moved && inspector.due(&queue) {
                     let new = inspector.inspect(&inspect_channel, &queue).await?;
+                    inspected.insert(queue.clone(), ready);
                     tracing::debug!(%queue, new, "dead-letter queue inspected");
+                } else if ready == 0 {
+                    inspected.remove(&queue);
                 }
             }
         }
