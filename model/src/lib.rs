@@ -24,14 +24,18 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+mod alert;
 mod flow;
+mod live;
 mod span;
 mod topology;
 
+pub use alert::{Alert, AlertEvidence, AlertRule, AlertState, RuleKind, Severity};
 pub use flow::{
     FlowDetail, FlowReason, FlowStatus, FlowSummary, Hop, ProcessMap, ProcessStep,
     ProcessTransition, ProcessVariant,
 };
+pub use live::{LiveSnapshot, LiveStats, LiveUpdate, QueueState, StreamMessage};
 pub use span::{MessagingAttributes, SpanEvent, SpanKind, SpanLink, SpanObservation, SpanStatus};
 pub use topology::{
     BindingInfo, ConnectionInfo, ConsumerInfo, DeadLetterEdge, ExchangeInfo, QueueInfo,
