@@ -36,11 +36,16 @@ const NOT_SETTINGS: &[&str] = &["FLOWSCOPE_CONFIG", "FLOWSCOPE_LOG", "FLOWSCOPE_
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
+    pub server: crate::serve::ServerConfig,
     pub broker: BrokerConfig,
     pub firehose: FirehoseConfig,
     pub management: ManagementConfig,
     pub otlp: OtlpConfig,
     pub pipeline: PipelineConfig,
+    pub correlation: crate::correlator::config::CorrelationConfig,
+    pub store: crate::store::StoreConfig,
+    pub alerts: crate::alerts::AlertConfig,
+    pub auth: crate::api::auth::AuthConfig,
 }
 
 /// The observation channel.
@@ -152,43 +157,50 @@ fn merge(base: &mut toml::Value, overlay: toml::Value) {
     }
 }
 
-/// Sets the key a `FLOWSCOPE_…` variable names.
+/// Sets the key a `FLOWSCOPE_…` variable names, and checks the result so a
+/// typo is reported against the variable.
 fn apply_env(value: &mut toml::Value, name: &str, raw: &str) -> Result<(), ConfigError> {
+    let env_error = |message: String| ConfigError::Env {
+        name: name.to_owned(),
+        message,
+    };
     let path = name.trim_start_matches("FLOWSCOPE_").to_ascii_lowercase();
     let mut table = value.as_table_mut().expect("config is a table");
     let mut rest = path.as_str();
+    let mut depth = 0;
     loop {
-        // The longest key that is the rest, or a prefix of it followed by `_`.
+        // The longest key that is the rest, or a section whose name prefixes it.
         let key = table
-            .keys()
-            .filter(|k| rest == k.as_str() || rest.starts_with(&format!("{k}_")))
-            .max_by_key(|k| k.len())
-            .cloned()
-            .ok_or_else(|| ConfigError::Env {
-                name: name.to_owned(),
-                message: format!(
-                    "does not name a setting (at {rest:?}; expected one of {})",
-                    table
-                        .keys()
-                        .map(String::as_str)
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
-            })?;
-        if rest == key {
-            let parsed = parse_env_value(raw);
-            table.insert(key, parsed);
-            return Ok(());
+            .iter()
+            .filter(|(k, v)| {
+                rest == k.as_str() || (v.is_table() && rest.starts_with(&format!("{k}_")))
+            })
+            .map(|(k, _)| k.clone())
+            .max_by_key(String::len);
+        match key {
+            Some(key) if rest != key => {
+                rest = &rest[key.len() + 1..];
+                table = table
+                    .get_mut(&key)
+                    .and_then(toml::Value::as_table_mut)
+                    .expect("filtered on tables");
+                depth += 1;
+            }
+            // A leaf: an existing key, or one the defaults leave out (an unset option).
+            _ if depth > 0 => {
+                table.insert(rest.to_owned(), parse_env_value(raw));
+                break;
+            }
+            _ => {
+                return Err(env_error(format!(
+                    "does not name a setting (no section {rest:?})"
+                )));
+            }
         }
-        rest = &rest[key.len() + 1..];
-        table = table
-            .get_mut(&key)
-            .and_then(toml::Value::as_table_mut)
-            .ok_or_else(|| ConfigError::Env {
-                name: name.to_owned(),
-                message: format!("{key} is not a section"),
-            })?;
     }
+    check(value.clone())
+        .map(drop)
+        .map_err(|e| env_error(format!("does not name a setting: {e}")))
 }
 
 /// A TOML literal (`true`, `5`, `["a"]`) when it is one, else the string itself.
@@ -219,7 +231,15 @@ mod tests {
         assert_eq!(config.firehose.redact.headers, ["authorization"]);
         assert_eq!(config.management.poll_interval_ms, 250);
         let err = apply_env(&mut value, "FLOWSCOPE_BROKER_AMQP_URI", "x").unwrap_err();
-        assert!(err.to_string().contains("does not name a setting"), "{err}");
+        assert!(
+            err.to_string().contains("FLOWSCOPE_BROKER_AMQP_URI")
+                && err.to_string().contains("amqp_uri"),
+            "{err}"
+        );
+        // An option unset by default can still be set.
+        let mut value = toml::Value::try_from(Config::default()).unwrap();
+        apply_env(&mut value, "FLOWSCOPE_SERVER_ASSETS_DIR", "dist").unwrap();
+        assert_eq!(check(value).unwrap().server.assets_dir, Some("dist".into()));
     }
 
     #[test]

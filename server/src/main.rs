@@ -86,6 +86,17 @@ impl Overrides {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run flowscope: collectors, correlator, store, alerts, API and UI.
+    Serve,
+    /// Run flowscope beside the demo shop (five services and a load generator): one command
+    /// that shows the whole architecture. Ctrl-C stops everything.
+    Demo(flowscope_server::demo::DemoArgs),
+    /// The demo shop's own commands (`flowscope shop --help`), used by `flowscope demo`.
+    #[command(hide = true)]
+    Shop {
+        #[command(subcommand)]
+        command: flowscope_demo::cli::Command,
+    },
     /// Run the collectors and print every observation as a JSON line on stdout
     /// (logs go to stderr): check what flowscope sees, or debug your own
     /// trace propagation.
@@ -114,11 +125,29 @@ async fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
+    if let Command::Shop { command } = cli.command {
+        let code = flowscope_demo::cli::run(command, &["shop"]).await?;
+        return if code == ExitCode::SUCCESS {
+            Ok(())
+        } else {
+            Err(anyhow::anyhow!("shop command failed"))
+        };
+    }
     let mut config = Config::load(cli.config.as_deref())?;
     cli.overrides.apply(&mut config);
     config.validate()?;
     match cli.command {
         Command::Tap(args) => tap::run(config, args).await,
+        Command::Serve => {
+            let server = flowscope_server::serve::start(config, None).await?;
+            flowscope_server::signals::shutdown_on_signal()
+                .cancelled()
+                .await;
+            server.stop().await;
+            Ok(())
+        }
+        Command::Demo(args) => flowscope_server::demo::run(config, args).await,
+        Command::Shop { .. } => unreachable!("handled above"),
         Command::Config => {
             config.broker.amqp_url =
                 flowscope_collectors::config::redact_url(&config.broker.amqp_url);

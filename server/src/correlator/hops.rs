@@ -112,7 +112,10 @@ fn hops_of_message(id: &str, record: &MessageRecord, spans: &[&SpanObservation])
         ..Default::default()
     };
     if queues.is_empty() {
-        let unroutable = record.publish.as_ref().is_some_and(|p| p.is_unroutable());
+        // Direct reply-to routes to a pseudo-queue the broker does not list.
+        let direct_reply = base.routing_key.starts_with("amq.rabbitmq.reply-to");
+        let unroutable =
+            !direct_reply && record.publish.as_ref().is_some_and(|p| p.is_unroutable());
         return vec![Hop { unroutable, ..base }];
     }
     let single_queue = queues.len() == 1;

@@ -33,12 +33,19 @@ pub fn evaluate(
     {
         let death = hop.dead_lettered.as_ref().expect("found above");
         let attempts = (hop.redeliveries + 1).max(death.count.max(1) as u32);
+        // The same message dead-lettered from several queues: name them all.
+        let mut queues: Vec<&str> = hops
+            .iter()
+            .filter(|h| h.message_id == hop.message_id)
+            .filter_map(|h| h.dead_lettered.as_ref().map(|d| d.queue.as_str()))
+            .collect();
+        queues.dedup();
         let reason = reason_at(
             i,
             hop,
             format!(
                 "dead-lettered at {} after {attempts} attempt{}: {}",
-                death.queue,
+                queues.join(" and "),
                 if attempts == 1 { "" } else { "s" },
                 death.reason
             ),
@@ -84,28 +91,30 @@ pub fn evaluate(
         .enumerate()
         .find(|(_, h)| h.failed && h.processed_unix_us.is_none())
     {
-        let error = flow
+        let last_error = flow
             .spans
             .iter()
-            .rev()
-            .find(|s| {
+            .filter(|s| {
                 s.status.is_error()
                     && s.messaging.as_ref().and_then(|m| m.message_id.as_deref())
                         == Some(hop.message_id.as_str())
             })
+            .max_by_key(|s| s.end_unix_us);
+        let error = last_error
             .map(|s| s.status.message.clone())
             .filter(|m| !m.is_empty())
             .unwrap_or_else(|| "error".into());
         let where_ = hop.queue.as_deref().unwrap_or("?");
         let who = hop.consumer.as_deref().unwrap_or("the consumer");
-        return (
-            FlowStatus::Failed,
-            Some(reason_at(
-                i,
-                hop,
-                format!("processing failed at {where_} in {who}: {error}"),
-            )),
-        );
+        // A consumer may still retry (and a dead-lettering shows only later):
+        // failed once the processing threshold passes without a success.
+        let since_error = now_unix_us - last_error.map_or(flow.last_unix_us, |s| s.end_unix_us);
+        if since_error < config.processing_ms as i64 * 1000 {
+            let message = format!("retrying: processing failed at {where_} in {who}: {error}");
+            return (FlowStatus::InFlight, Some(reason_at(i, hop, message)));
+        }
+        let message = format!("processing failed at {where_} in {who}: {error}");
+        return (FlowStatus::Failed, Some(reason_at(i, hop, message)));
     }
     if let Some(stuck) = stuck(flow, hops, config, now_unix_us) {
         return (FlowStatus::Stuck, Some(stuck));

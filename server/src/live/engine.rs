@@ -1,0 +1,184 @@
+//! The engine: observations in; live state, live updates and store batches out.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use flowscope_collectors::pipeline::Metrics;
+use flowscope_model::{LiveUpdate, Observation, now_unix_us};
+use tokio::sync::{broadcast, mpsc};
+
+use super::SharedLive;
+use crate::alerts::notify::NotifierHandle;
+use crate::store::{StoreWriterHandle, WriteBatch};
+
+/// How often changes are published and handed to the store.
+pub const PUBLISH_INTERVAL: Duration = Duration::from_millis(100);
+/// How often time-dependent judgements are redone (stuck, quiet, alerts).
+pub const TICK_INTERVAL: Duration = Duration::from_millis(500);
+/// Observations taken under one lock at most.
+const INGEST_BATCH: usize = 1_000;
+
+/// Runs the live state.
+#[derive(Debug)]
+pub struct Engine {
+    pub live: SharedLive,
+    pub bus: broadcast::Sender<LiveUpdate>,
+    pub store: Option<StoreWriterHandle>,
+    pub notifier: Option<NotifierHandle>,
+    pub metrics: Arc<Metrics>,
+}
+
+impl Engine {
+    /// Consumes observations until the channel closes (the collectors
+    /// stopped), then publishes and stores what is left.
+    pub async fn run(self, mut observations: mpsc::Receiver<Observation>) {
+        let mut publish = tokio::time::interval(PUBLISH_INTERVAL);
+        let mut tick = tokio::time::interval(TICK_INTERVAL);
+        let mut pending: Vec<Observation> = Vec::new();
+        loop {
+            tokio::select! {
+                received = observations.recv() => {
+                    let Some(first) = received else { break };
+                    let mut batch = vec![first];
+                    while batch.len() < INGEST_BATCH {
+                        match observations.try_recv() {
+                            Ok(obs) => batch.push(obs),
+                            Err(_) => break,
+                        }
+                    }
+                    self.ingest(&batch);
+                    if self.store.is_some() {
+                        pending.extend(batch);
+                    }
+                }
+                _ = publish.tick() => self.publish(&mut pending).await,
+                _ = tick.tick() => self.tick(),
+            }
+        }
+        self.tick();
+        self.publish(&mut pending).await;
+        if let Some(notifier) = self.notifier {
+            notifier.shutdown(std::time::Duration::from_secs(5)).await;
+        }
+        tracing::info!("engine stopped");
+    }
+
+    fn ingest(&self, batch: &[Observation]) {
+        let mut live = self.live.write().expect("live lock");
+        for obs in batch {
+            match obs {
+                Observation::QueueSample(sample) => {
+                    live.queues.observe(sample);
+                    live.alerts.observe_sample(sample);
+                }
+                Observation::Topology(topology) => {
+                    live.queues.observe_topology(topology);
+                    live.alerts.observe_topology(topology);
+                    live.topology
+                        .insert(topology.vhost.clone(), (**topology).clone());
+                }
+                Observation::DeadLetter(msg) => {
+                    live.alerts.observe_dead_letter(msg);
+                    live.traffic.dead_lettered(msg);
+                    live.correlator.ingest(obs.clone());
+                }
+                Observation::Publish(msg) => {
+                    live.traffic.published(msg);
+                    live.correlator.ingest(obs.clone());
+                }
+                Observation::Deliver(msg) if !msg.deaths.is_empty() => {
+                    live.traffic.dead_lettered(msg);
+                    live.correlator.ingest(obs.clone());
+                }
+                _ => {
+                    live.correlator.ingest(obs.clone());
+                }
+            }
+        }
+    }
+
+    fn tick(&self) {
+        let now = now_unix_us();
+        let mut live = self.live.write().expect("live lock");
+        live.correlator.tick(now);
+        let window_us = live.alerts.failure_window_secs() as i64 * 1_000_000;
+        let (mut stuck, mut finished, mut failed) = (0, 0, 0);
+        for flow in live.correlator.summaries() {
+            match flow.status {
+                flowscope_model::FlowStatus::Stuck => stuck += 1,
+                status if flow.ended_unix_us.is_some_and(|t| now - t < window_us) => {
+                    finished += 1;
+                    if status == flowscope_model::FlowStatus::Failed {
+                        failed += 1;
+                    }
+                }
+                _ => {}
+            }
+        }
+        live.alerts.set_flow_stats(stuck, finished, failed);
+    }
+
+    async fn publish(&self, pending: &mut Vec<Observation>) {
+        let now = now_unix_us();
+        let (update, batch) = {
+            let mut live = self.live.write().expect("live lock");
+            let changes = live.correlator.take_changes(now);
+            for flow in &changes.updated {
+                let vhost = flow
+                    .messages
+                    .first()
+                    .map(|m| m.vhost.clone())
+                    .unwrap_or_default();
+                live.traffic.learn(&vhost, flow);
+            }
+            let alerts = live.alerts.evaluate(now);
+            live.stats.num_live_flows = live.correlator.num_flows();
+            live.stats.observations_received = sum(&self.metrics, "observations_received");
+            live.stats.observations_dropped = sum(&self.metrics, "observations_dropped");
+            let update = LiveUpdate {
+                flows: changes.updated.iter().map(|f| f.summary.clone()).collect(),
+                removed_flows: changes.removed.clone(),
+                queues: live.queues.take_changed(),
+                alerts: alerts.clone(),
+                stats: Some(live.stats.clone()),
+            };
+            let batch = WriteBatch {
+                observations: std::mem::take(pending),
+                flows: changes.updated,
+                deleted_flows: changes.removed,
+                alerts: alerts
+                    .iter()
+                    .filter_map(|a| serde_json::to_value(a).ok())
+                    .collect(),
+            };
+            (update, batch)
+        };
+        if let Some(notifier) = &self.notifier {
+            for alert in &update.alerts {
+                notifier.notify(alert.clone());
+            }
+        }
+        if update.flows.len()
+            + update.queues.len()
+            + update.alerts.len()
+            + update.removed_flows.len()
+            > 0
+        {
+            let _ = self.bus.send(update);
+        }
+        if let Some(store) = &self.store
+            && !batch.is_empty()
+            && store.send(batch).await.is_err()
+        {
+            tracing::error!("the store writer has stopped; this batch is not stored");
+        }
+    }
+}
+
+fn sum(metrics: &Metrics, name: &'static str) -> u64 {
+    ["firehose", "otlp", "management", "passive_declare", "dlq"]
+        .iter()
+        .map(|source| metrics.counter(name, source).load(Ordering::Relaxed))
+        .sum()
+}

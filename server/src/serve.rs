@@ -1,0 +1,205 @@
+//! `flowscope serve`: collectors, correlator, store, alerts and the API in one process.
+//!
+//! Start-up order: open the store, replay its recent observations into the
+//! correlator (a restart rebuilds the live state), start the engine, the
+//! collectors and the HTTP server. Shutdown in reverse: the HTTP server and
+//! the collectors stop, the engine drains the observation channel and hands
+//! its last batch to the store writer, which flushes and ends.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use anyhow::Context;
+use flowscope_model::now_unix_us;
+use serde::{Deserialize, Serialize};
+use tokio::sync::broadcast;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::alerts::AlertEngine;
+use crate::alerts::notify::Notifier;
+use crate::api::{self, AppState, auth::Auth};
+use crate::audit::AuditLog;
+use crate::collect::Collectors;
+use crate::config::Config;
+use crate::correlator::Correlator;
+use crate::live::Live;
+use crate::live::engine::Engine;
+use crate::store::{Store, StoreWriter};
+
+/// Where the UI and API listen unless configured.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+/// Observations replayed into the correlator after a restart, at most.
+const REPLAY_MAX: usize = 200_000;
+/// How far back the replay reaches.
+const REPLAY_WINDOW_SECS: i64 = 3600;
+/// How long the whole shutdown may take.
+const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// `[server]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address of the UI, the API and the stream.
+    pub listen: SocketAddr,
+    /// Built UI assets to serve (index.html, pkg/…); none: the API only.
+    pub assets_dir: Option<PathBuf>,
+    /// File the audit log is appended to (JSON lines).
+    pub audit_file: Option<PathBuf>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: DEFAULT_LISTEN.parse().expect("default address parses"),
+            assets_dir: None,
+            audit_file: Some(PathBuf::from("data/audit.log")),
+        }
+    }
+}
+
+/// The server, running.
+#[derive(Debug)]
+pub struct RunningServer {
+    /// Where the HTTP server listens.
+    pub addr: SocketAddr,
+    /// The OTLP receiver's addresses (gRPC, HTTP), when it runs.
+    pub otlp_addrs: Option<(SocketAddr, SocketAddr)>,
+    pub state: AppState,
+    collectors: Collectors,
+    engine: JoinHandle<()>,
+    writer: Option<JoinHandle<()>>,
+    http: JoinHandle<std::io::Result<()>>,
+    http_stop: CancellationToken,
+}
+
+/// Starts everything `config` asks for.
+pub async fn start(config: Config, demo_amqp_url: Option<String>) -> anyhow::Result<RunningServer> {
+    let auth = Auth::load(&config.auth).map_err(anyhow::Error::msg)?;
+    let mut correlator = Correlator::new(config.correlation.clone()).map_err(anyhow::Error::msg)?;
+    let store = match config.store.url.as_str() {
+        "" | "none" => None,
+        _ => Some(Store::open(&config.store).await?),
+    };
+    if let Some(store) = &store {
+        let since = now_unix_us() - REPLAY_WINDOW_SECS * 1_000_000;
+        let replay = store.observations_since(since, REPLAY_MAX).await?;
+        let n = replay.len();
+        for obs in replay {
+            correlator.ingest(obs);
+        }
+        let restored = correlator.take_changes(now_unix_us()).updated.len();
+        tracing::info!(
+            observations = n,
+            flows = restored,
+            "live state rebuilt from the store"
+        );
+    }
+    let (collectors, observations) = Collectors::start(&config).await?;
+    let metrics = collectors.metrics.clone();
+    let live = Arc::new(RwLock::new(Live::new(
+        correlator,
+        AlertEngine::new(config.alerts.clone()),
+        demo_amqp_url.is_some(),
+    )));
+    let (bus, _) = broadcast::channel(1024);
+    let (writer_handle, writer) = match &store {
+        Some(store) => {
+            let (handle, task) = StoreWriter::spawn(store.clone(), &config.store, metrics.clone());
+            (Some(handle), Some(task))
+        }
+        None => (None, None),
+    };
+    let mut alert_config = config.alerts.clone();
+    if alert_config.ui_url == crate::alerts::AlertConfig::default().ui_url {
+        alert_config.ui_url = format!("http://{}", config.server.listen);
+    }
+    let notifier = Notifier::spawn(alert_config, metrics.clone());
+    let engine = Engine {
+        live: live.clone(),
+        bus: bus.clone(),
+        store: writer_handle,
+        notifier: Some(notifier),
+        metrics: metrics.clone(),
+    };
+    let engine = tokio::spawn(engine.run(observations));
+
+    let state = AppState {
+        live,
+        bus,
+        store,
+        metrics,
+        auth,
+        broker: config.broker.clone(),
+        audit: Arc::new(AuditLog::new(config.server.audit_file.clone())),
+        demo_amqp_url,
+        shutdown: CancellationToken::new(),
+    };
+    let app = crate::ui::with_assets(
+        api::router(state.clone()),
+        config.server.assets_dir.as_deref(),
+    );
+    let listener = tokio::net::TcpListener::bind(config.server.listen)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot listen on {} (server.listen); is another flowscope running?",
+                config.server.listen
+            )
+        })?;
+    let addr = listener.local_addr()?;
+    let http_stop = CancellationToken::new();
+    let stop = http_stop.clone();
+    let http = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(stop.cancelled_owned())
+            .await
+    });
+    tracing::info!(%addr, "flowscope listening");
+    Ok(RunningServer {
+        addr,
+        otlp_addrs: collectors.otlp_addrs,
+        state,
+        collectors,
+        engine,
+        writer,
+        http,
+        http_stop,
+    })
+}
+
+impl RunningServer {
+    /// Stops in order and waits (bounded) for the last writes.
+    pub async fn stop(self) {
+        let RunningServer {
+            state,
+            collectors,
+            engine,
+            writer,
+            http,
+            http_stop,
+            ..
+        } = self;
+        let ordered = async move {
+            state.shutdown.cancel();
+            http_stop.cancel();
+            collectors.stop().await;
+            let _ = engine.await;
+            drop(state);
+            if let Some(writer) = writer {
+                let _ = writer.await;
+            }
+            let _ = http.await;
+        };
+        if tokio::time::timeout(SHUTDOWN_TIMEOUT, ordered)
+            .await
+            .is_err()
+        {
+            tracing::error!(
+                "shutdown took longer than {SHUTDOWN_TIMEOUT:?}; exiting anyway (the last writes may be lost)"
+            );
+        }
+    }
+}

@@ -1,0 +1,298 @@
+//! SQL both backends run: the same statements with `$n` placeholders
+//! (SQLite takes them too), executed by one generic
+//! [`SqlStore`](super::sql_store::SqlStore). What differs between the
+//! backends is their [`Dialect`].
+
+use sqlx::Database;
+
+use super::FlowFilter;
+use super::codec::{self, BatchRows, FlowRow};
+
+/// Bind parameters per statement: far below SQLite's 32 766 and PostgreSQL's 65 535.
+const CHUNK_BINDS: usize = 8000;
+
+/// A value bound to a statement.
+#[derive(Debug, Clone)]
+pub(super) enum Bind<'a> {
+    Str(&'a str),
+    String(String),
+    OptStr(Option<&'a str>),
+    Int(i64),
+    OptInt(Option<i64>),
+    OptReal(Option<f64>),
+}
+
+/// What differs between the backends' SQL.
+pub(super) trait Dialect: Database {
+    /// Case-insensitive `LIKE`.
+    const ILIKE: &'static str;
+    /// `f(haystack, needle)`: the needle's 1-based position, 0 when absent.
+    const POSITION: &'static str;
+    /// The values, as this backend's arguments.
+    fn arguments(binds: &[Bind<'_>]) -> Self::Arguments;
+    /// Rows a statement changed.
+    fn rows_affected(result: &Self::QueryResult) -> u64;
+}
+
+/// SQL text built with `$n` placeholders, and the values bound to them.
+#[derive(Debug, Default)]
+pub(super) struct Statement<'a> {
+    pub sql: String,
+    pub binds: Vec<Bind<'a>>,
+}
+
+impl<'a> Statement<'a> {
+    pub(super) fn new(sql: impl Into<String>) -> Self {
+        Self {
+            sql: sql.into(),
+            binds: Vec::new(),
+        }
+    }
+
+    /// Appends SQL text (constants only: values go through [`Self::bind`]).
+    pub(super) fn push(&mut self, sql: &str) -> &mut Self {
+        self.sql.push_str(sql);
+        self
+    }
+
+    /// Appends a placeholder for the value.
+    pub(super) fn bind(&mut self, value: Bind<'a>) -> &mut Self {
+        self.binds.push(value);
+        self.sql.push('$');
+        self.sql.push_str(&self.binds.len().to_string());
+        self
+    }
+
+    /// Appends `(v1, v2, …)`.
+    fn tuple(&mut self, values: Vec<Bind<'a>>) -> &mut Self {
+        self.push("(");
+        for (i, value) in values.into_iter().enumerate() {
+            if i > 0 {
+                self.push(", ");
+            }
+            self.bind(value);
+        }
+        self.push(")")
+    }
+}
+
+/// `INSERT INTO <head> VALUES (…), (…)<tail>` for each chunk of rows.
+fn inserts<'r>(
+    head: &str,
+    tail: &str,
+    rows: impl IntoIterator<Item = Vec<Bind<'r>>>,
+    width: usize,
+) -> Vec<Statement<'r>> {
+    let rows: Vec<_> = rows.into_iter().collect();
+    rows.chunks(CHUNK_BINDS / width)
+        .map(|chunk| {
+            let mut statement = Statement::new(format!("INSERT INTO {head} VALUES "));
+            for (i, row) in chunk.iter().enumerate() {
+                if i > 0 {
+                    statement.push(", ");
+                }
+                statement.tuple(row.clone());
+            }
+            statement.push(tail);
+            statement
+        })
+        .collect()
+}
+
+/// `<head> IN (…)` for each chunk of ids.
+fn in_list<'r>(head: &str, ids: &[&'r str]) -> Vec<Statement<'r>> {
+    ids.chunks(CHUNK_BINDS)
+        .map(|chunk| {
+            let mut statement = Statement::new(format!("{head} IN "));
+            let binds: Vec<_> = chunk.iter().map(|id| Bind::Str(id)).collect();
+            statement.tuple(binds);
+            statement
+        })
+        .collect()
+}
+
+/// The statements that write a batch, in order.
+pub(super) fn write_statements(rows: &BatchRows) -> Vec<Statement<'_>> {
+    let mut out = inserts(
+        "observations (unix_us, kind, json)",
+        "",
+        rows.observations
+            .iter()
+            .map(|r| vec![Bind::Int(r.unix_us), Bind::Str(r.kind), Bind::Str(&r.json)]),
+        3,
+    );
+    out.extend(inserts(
+        "queue_samples (vhost, queue, unix_us, source, ready, unacked, consumers, \
+         publish_rate, deliver_rate, ack_rate, head_message_timestamp)",
+        "",
+        rows.samples.iter().map(|s| {
+            vec![
+                Bind::Str(&s.vhost),
+                Bind::Str(&s.queue),
+                Bind::Int(s.unix_us),
+                Bind::Str(s.source),
+                Bind::OptInt(s.ready),
+                Bind::OptInt(s.unacked),
+                Bind::OptInt(s.consumers),
+                Bind::OptReal(s.publish_rate),
+                Bind::OptReal(s.deliver_rate),
+                Bind::OptReal(s.ack_rate),
+                Bind::OptInt(s.head_message_timestamp),
+            ]
+        }),
+        11,
+    ));
+    out.extend(inserts(
+        "flows (id, business_key, status, started_unix_us, last_seen_unix_us, services, \
+         event_types, summary, detail)",
+        " ON CONFLICT (id) DO UPDATE SET business_key = excluded.business_key, \
+         status = excluded.status, started_unix_us = excluded.started_unix_us, \
+         last_seen_unix_us = excluded.last_seen_unix_us, services = excluded.services, \
+         event_types = excluded.event_types, summary = excluded.summary, detail = excluded.detail",
+        rows.flows.iter().map(flow_binds),
+        9,
+    ));
+    let upserted: Vec<&str> = rows.flows.iter().map(|f| f.id.as_str()).collect();
+    out.extend(in_list("DELETE FROM flow_keys WHERE flow_id", &upserted));
+    let keys = rows.flows.iter().flat_map(|f| {
+        f.keys
+            .iter()
+            .map(|(kind, value)| vec![Bind::Str(&f.id), Bind::Str(kind), Bind::Str(value)])
+    });
+    out.extend(inserts(
+        "flow_keys (flow_id, kind, value)",
+        " ON CONFLICT DO NOTHING",
+        keys,
+        3,
+    ));
+    let deleted: Vec<&str> = rows.deleted_flows.iter().map(String::as_str).collect();
+    out.extend(in_list("DELETE FROM flow_keys WHERE flow_id", &deleted));
+    out.extend(in_list("DELETE FROM flows WHERE id", &deleted));
+    out.extend(inserts(
+        "alerts (id, updated_unix_us, doc)",
+        " ON CONFLICT (id) DO UPDATE SET updated_unix_us = excluded.updated_unix_us, \
+         doc = excluded.doc",
+        rows.alerts.iter().map(|a| {
+            vec![
+                Bind::Str(&a.id),
+                Bind::Int(a.updated_unix_us),
+                Bind::Str(&a.doc),
+            ]
+        }),
+        3,
+    ));
+    out
+}
+
+fn flow_binds(f: &FlowRow) -> Vec<Bind<'_>> {
+    vec![
+        Bind::Str(&f.id),
+        Bind::OptStr(f.business_key.as_deref()),
+        Bind::Str(f.status),
+        Bind::Int(f.started_unix_us),
+        Bind::Int(f.last_seen_unix_us),
+        Bind::Str(&f.services),
+        Bind::Str(&f.event_types),
+        Bind::Str(&f.summary),
+        Bind::Str(&f.detail),
+    ]
+}
+
+/// ` WHERE …` for a flow filter.
+pub(super) fn push_flow_where<'a>(
+    statement: &mut Statement<'a>,
+    filter: &'a FlowFilter,
+    dialect: (&str, &str),
+) {
+    let (ilike, position) = dialect;
+    statement.push(" WHERE 1 = 1");
+    if let Some(status) = filter.status {
+        statement
+            .push(" AND status = ")
+            .bind(Bind::Str(status.as_str()));
+    }
+    for (column, item) in [
+        ("services", &filter.service),
+        ("event_types", &filter.event_type),
+    ] {
+        if let Some(item) = item.as_deref().filter(|s| !s.is_empty()) {
+            statement
+                .push(&format!(" AND {position}({column}, "))
+                .bind(Bind::String(codec::list_needle(item)))
+                .push(") > 0");
+        }
+    }
+    if let Some(text) = filter
+        .text
+        .as_deref()
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+    {
+        let pattern = codec::like_pattern(text);
+        statement
+            .push(&format!(" AND (id {ilike} "))
+            .bind(Bind::String(pattern.clone()))
+            .push(&format!(" ESCAPE '\\' OR business_key {ilike} "))
+            .bind(Bind::String(pattern.clone()))
+            .push(&format!(
+                " ESCAPE '\\' OR id IN (SELECT flow_id FROM flow_keys WHERE value {ilike} "
+            ))
+            .bind(Bind::String(pattern))
+            .push(" ESCAPE '\\'))");
+    }
+    if let Some(since) = filter.since_unix_us {
+        statement
+            .push(" AND started_unix_us >= ")
+            .bind(Bind::Int(since));
+    }
+    if let Some(until) = filter.until_unix_us {
+        statement
+            .push(" AND started_unix_us < ")
+            .bind(Bind::Int(until));
+    }
+}
+
+pub(super) fn to_i64(n: usize) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+pub(super) const FLOW_BY_ID: &str = "SELECT summary, detail FROM flows WHERE id = $1";
+
+pub(super) const LOOKUP: &str = "SELECT k.flow_id FROM flow_keys k JOIN flows f ON f.id = k.flow_id \
+     WHERE k.value = $1 GROUP BY k.flow_id, f.started_unix_us \
+     ORDER BY f.started_unix_us DESC, k.flow_id DESC";
+
+pub(super) const QUEUE_RANGE: &str = "SELECT COUNT(*), MIN(unix_us), MAX(unix_us) FROM queue_samples \
+     WHERE vhost = $1 AND queue = $2 AND unix_us >= $3";
+
+/// The columns [`codec::SampleTuple`] reads.
+macro_rules! sample_columns {
+    () => {
+        "vhost, queue, unix_us, source, ready, unacked, consumers, publish_rate, \
+         deliver_rate, ack_rate, head_message_timestamp"
+    };
+}
+
+pub(super) const QUEUE_SAMPLES: &str = concat!(
+    "SELECT ",
+    sample_columns!(),
+    " FROM queue_samples WHERE vhost = $1 AND queue = $2 AND unix_us >= $3 ORDER BY unix_us"
+);
+
+/// The last sample of each bucket: `$4` the first time, `$5` the bucket width.
+pub(super) const QUEUE_SAMPLES_BUCKETED: &str = concat!(
+    "SELECT ",
+    sample_columns!(),
+    " FROM queue_samples WHERE vhost = $1 AND queue = $2 AND unix_us >= $3 AND unix_us IN \
+     (SELECT MAX(unix_us) FROM queue_samples WHERE vhost = $1 AND queue = $2 AND unix_us >= $3 \
+     GROUP BY (unix_us - $4) / $5) ORDER BY unix_us"
+);
+
+pub(super) const ALERTS: &str = "SELECT doc FROM alerts ORDER BY updated_unix_us DESC, id LIMIT $1";
+
+pub(super) const OBSERVATIONS_SINCE: &str =
+    "SELECT json FROM observations WHERE unix_us >= $1 ORDER BY seq LIMIT $2";
+
+pub(super) const COUNTS: &str = "SELECT (SELECT COUNT(*) FROM observations), \
+     (SELECT COUNT(*) FROM queue_samples), (SELECT COUNT(*) FROM flows), \
+     (SELECT COUNT(*) FROM flow_keys), (SELECT COUNT(*) FROM alerts)";

@@ -1,0 +1,209 @@
+//! The operations both backends share, generic over the backend: a
+//! connection pool running the statements of [`super::sql`].
+
+use std::marker::PhantomData;
+
+use flowscope_model::{FlowDetail, FlowSummary, Observation, QueueSample};
+use serde_json::Value;
+use sqlx::{AssertSqlSafe, Database, Executor, FromRow, IntoArguments, Pool};
+
+use super::codec::{self, BatchRows, SampleTuple};
+use super::sql::{
+    ALERTS, Bind, COUNTS, Dialect, FLOW_BY_ID, LOOKUP, OBSERVATIONS_SINCE, QUEUE_RANGE,
+    QUEUE_SAMPLES, QUEUE_SAMPLES_BUCKETED, Statement, push_flow_where, to_i64, write_statements,
+};
+use super::{FlowFilter, Result, StoreError};
+
+/// Row counts: observations, queue samples, flows, flow keys, alerts.
+pub(super) type Counts = (i64, i64, i64, i64, i64);
+
+/// A store on one backend: a connection pool and the operations both share.
+#[derive(Debug)]
+pub(super) struct SqlStore<D: Database> {
+    pub(super) pool: Pool<D>,
+    dialect: PhantomData<D>,
+}
+
+impl<D: Database> Clone for SqlStore<D> {
+    fn clone(&self) -> Self {
+        Self::new(self.pool.clone())
+    }
+}
+
+impl<D: Database> SqlStore<D> {
+    pub(super) fn new(pool: Pool<D>) -> Self {
+        Self {
+            pool,
+            dialect: PhantomData,
+        }
+    }
+}
+
+impl<D: Dialect> SqlStore<D>
+where
+    for<'c> &'c mut D::Connection: Executor<'c, Database = D>,
+    D::Arguments: IntoArguments<D>,
+    for<'r> (String,): FromRow<'r, D::Row>,
+    for<'r> (String, String): FromRow<'r, D::Row>,
+    for<'r> (i64,): FromRow<'r, D::Row>,
+    for<'r> (Option<i64>,): FromRow<'r, D::Row>,
+    for<'r> (i64, Option<i64>, Option<i64>): FromRow<'r, D::Row>,
+    for<'r> Counts: FromRow<'r, D::Row>,
+    for<'r> SampleTuple: FromRow<'r, D::Row>,
+{
+    /// Runs a statement; returns the rows it changed.
+    pub(super) async fn execute(
+        &self,
+        statement: Statement<'_>,
+        what: &'static str,
+    ) -> Result<u64> {
+        let args = D::arguments(&statement.binds);
+        let done = sqlx::query_with(AssertSqlSafe(statement.sql), args)
+            .execute(&self.pool)
+            .await
+            .map_err(StoreError::query(what))?;
+        Ok(D::rows_affected(&done))
+    }
+
+    /// Runs a query; returns its rows as tuples.
+    async fn fetch<T>(&self, statement: Statement<'_>, what: &'static str) -> Result<Vec<T>>
+    where
+        T: for<'r> FromRow<'r, D::Row> + Send + Unpin,
+    {
+        let args = D::arguments(&statement.binds);
+        sqlx::query_as_with(AssertSqlSafe(statement.sql), args)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(StoreError::query(what))
+    }
+
+    /// Runs a query returning one row.
+    async fn fetch_one<T>(&self, statement: Statement<'_>, what: &'static str) -> Result<T>
+    where
+        T: for<'r> FromRow<'r, D::Row> + Send + Unpin,
+    {
+        let args = D::arguments(&statement.binds);
+        sqlx::query_as_with(AssertSqlSafe(statement.sql), args)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(StoreError::query(what))
+    }
+
+    /// A one-integer query with one optional integer parameter, for retention.
+    pub(super) async fn scalar(&self, sql: String, arg: Option<i64>) -> Result<Option<i64>> {
+        let mut statement = Statement::new(sql);
+        statement.binds.extend(arg.map(Bind::Int));
+        let (value,): (Option<i64>,) = self.fetch_one(statement, "measure a table").await?;
+        Ok(value)
+    }
+
+    /// Writes a batch in one transaction.
+    pub(super) async fn write(&self, rows: &BatchRows) -> Result<()> {
+        let what = "write a batch";
+        let mut tx = self.pool.begin().await.map_err(StoreError::query(what))?;
+        for statement in write_statements(rows) {
+            let args = D::arguments(&statement.binds);
+            sqlx::query_with(AssertSqlSafe(statement.sql), args)
+                .execute(&mut *tx)
+                .await
+                .map_err(StoreError::query(what))?;
+        }
+        tx.commit().await.map_err(StoreError::query(what))
+    }
+
+    pub(super) async fn flows(&self, filter: &FlowFilter) -> Result<(Vec<FlowSummary>, u64)> {
+        let dialect = (D::ILIKE, D::POSITION);
+        let mut count = Statement::new("SELECT COUNT(*) FROM flows");
+        push_flow_where(&mut count, filter, dialect);
+        let (total,): (i64,) = self.fetch_one(count, "count flows").await?;
+        let mut page = Statement::new("SELECT summary FROM flows");
+        push_flow_where(&mut page, filter, dialect);
+        page.push(" ORDER BY started_unix_us DESC, id DESC LIMIT ")
+            .bind(Bind::Int(to_i64(filter.effective_limit())))
+            .push(" OFFSET ")
+            .bind(Bind::Int(to_i64(filter.offset)));
+        let rows: Vec<(String,)> = self.fetch(page, "list flows").await?;
+        let items = rows
+            .iter()
+            .map(|(json,)| codec::decode_summary(json))
+            .collect::<Result<_>>()?;
+        Ok((items, codec::count(total)))
+    }
+
+    pub(super) async fn flow(&self, id: &str) -> Result<Option<FlowDetail>> {
+        let mut statement = Statement::new(FLOW_BY_ID);
+        statement.binds.push(Bind::Str(id));
+        let rows: Vec<(String, String)> = self.fetch(statement, "read a flow").await?;
+        rows.first()
+            .map(|(summary, detail)| codec::decode_flow(summary, detail))
+            .transpose()
+    }
+
+    pub(super) async fn lookup(&self, needle: &str) -> Result<Vec<String>> {
+        let mut statement = Statement::new(LOOKUP);
+        statement.binds.push(Bind::Str(needle));
+        let rows: Vec<(String,)> = self.fetch(statement, "look a flow up").await?;
+        Ok(rows.into_iter().map(|(id,)| id).collect())
+    }
+
+    pub(super) async fn queue_history(
+        &self,
+        vhost: &str,
+        queue: &str,
+        since_unix_us: i64,
+        max_points: usize,
+    ) -> Result<Vec<QueueSample>> {
+        let what = "read a queue's history";
+        let range = [Bind::Str(vhost), Bind::Str(queue), Bind::Int(since_unix_us)];
+        let mut statement = Statement::new(QUEUE_RANGE);
+        statement.binds.extend(range.clone());
+        let (n, min, max): (i64, Option<i64>, Option<i64>) =
+            self.fetch_one(statement, what).await?;
+        let (Some(min), Some(max)) = (min, max) else {
+            return Ok(Vec::new());
+        };
+        let mut statement;
+        if codec::count(n) <= max_points as u64 {
+            statement = Statement::new(QUEUE_SAMPLES);
+            statement.binds.extend(range);
+        } else {
+            statement = Statement::new(QUEUE_SAMPLES_BUCKETED);
+            statement.binds.extend(range);
+            let width = codec::bucket_width(min, max, max_points);
+            statement.binds.extend([Bind::Int(min), Bind::Int(width)]);
+        }
+        let rows: Vec<SampleTuple> = self.fetch(statement, what).await?;
+        Ok(rows.into_iter().map(codec::sample_from_tuple).collect())
+    }
+
+    pub(super) async fn alerts(&self, limit: usize) -> Result<Vec<Value>> {
+        let mut statement = Statement::new(ALERTS);
+        statement.binds.push(Bind::Int(to_i64(limit)));
+        let rows: Vec<(String,)> = self.fetch(statement, "read alerts").await?;
+        rows.iter().map(|(doc,)| codec::decode_alert(doc)).collect()
+    }
+
+    pub(super) async fn observations_since(
+        &self,
+        since_unix_us: i64,
+        limit: usize,
+    ) -> Result<Vec<Observation>> {
+        let mut statement = Statement::new(OBSERVATIONS_SINCE);
+        statement
+            .binds
+            .extend([Bind::Int(since_unix_us), Bind::Int(to_i64(limit))]);
+        let rows: Vec<(String,)> = self.fetch(statement, "read observations").await?;
+        rows.iter()
+            .map(|(json,)| codec::decode_observation(json))
+            .collect()
+    }
+
+    /// Row counts of every table.
+    pub(super) async fn counts(&self) -> Result<Counts> {
+        self.fetch_one(Statement::new(COUNTS), "count rows").await
+    }
+
+    pub(super) async fn close(&self) {
+        self.pool.close().await;
+    }
+}

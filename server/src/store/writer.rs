@@ -1,0 +1,186 @@
+//! The batching writer: gathers [`WriteBatch`]es from a bounded channel and
+//! writes them in few transactions, retrying through a store's bad moments,
+//! and enforces retention every hour.
+//!
+//! Counters on `/metrics`, labelled with the backend (`sqlite`, `postgres`):
+//! `flowscope_store_rows_written_total`, `flowscope_store_write_failures_total`
+//! (failed attempts) and `flowscope_store_rows_dropped_total` (rows given up on).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use flowscope_collectors::pipeline::Metrics;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio::time::{Instant, MissedTickBehavior};
+
+use super::{Store, StoreConfig, WriteBatch};
+
+/// Batches the channel holds before senders wait.
+pub const WRITER_CHANNEL_BATCHES: usize = 64;
+/// How often old rows are deleted (and once at start).
+pub const RETENTION_INTERVAL: Duration = Duration::from_secs(3600);
+/// Attempts at one write before its rows are given up: about a minute of
+/// waiting, so a short outage loses nothing and a long one does not stall
+/// the pipeline for good.
+const MAX_ATTEMPTS: u32 = 8;
+const FIRST_RETRY: Duration = Duration::from_millis(250);
+const MAX_RETRY: Duration = Duration::from_secs(15);
+
+/// Sends batches to a running [`StoreWriter`]; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct StoreWriterHandle {
+    tx: mpsc::Sender<WriteBatch>,
+}
+
+/// The writer has stopped: nothing more will be stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the store writer has stopped")]
+pub struct StoreWriterClosed;
+
+impl StoreWriterHandle {
+    /// Queues a batch, waiting while the writer is behind (backpressure).
+    pub async fn send(&self, batch: WriteBatch) -> Result<(), StoreWriterClosed> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        self.tx.send(batch).await.map_err(|_| StoreWriterClosed)
+    }
+}
+
+/// Writes what the correlator produces, in batches.
+#[derive(Debug)]
+pub struct StoreWriter {
+    store: Store,
+    batch_max: usize,
+    flush_interval: Duration,
+    rows_written: Arc<AtomicU64>,
+    write_failures: Arc<AtomicU64>,
+    rows_dropped: Arc<AtomicU64>,
+}
+
+impl StoreWriter {
+    /// A writer for the store, with the configuration's batching.
+    pub fn new(store: Store, config: &StoreConfig, metrics: &Metrics) -> Self {
+        let backend = store.backend_name();
+        Self {
+            batch_max: config.batch_max.max(1),
+            flush_interval: Duration::from_millis(config.flush_interval_ms.max(1)),
+            rows_written: metrics.counter("store_rows_written", backend),
+            write_failures: metrics.counter("store_write_failures", backend),
+            rows_dropped: metrics.counter("store_rows_dropped", backend),
+            store,
+        }
+    }
+
+    /// Starts a writer; it ends when every handle is dropped, after writing
+    /// what it holds.
+    pub fn spawn(
+        store: Store,
+        config: &StoreConfig,
+        metrics: Arc<Metrics>,
+    ) -> (StoreWriterHandle, JoinHandle<()>) {
+        let (tx, rx) = mpsc::channel(WRITER_CHANNEL_BATCHES);
+        let writer = StoreWriter::new(store, config, &metrics);
+        (StoreWriterHandle { tx }, tokio::spawn(writer.run(rx)))
+    }
+
+    /// Gathers batches until `batch_max` items or `flush_interval`, writes
+    /// them, and so on until the channel closes.
+    pub async fn run(self, mut rx: mpsc::Receiver<WriteBatch>) {
+        let mut pending = WriteBatch::default();
+        let mut deadline = None;
+        let mut retention = tokio::time::interval(RETENTION_INTERVAL);
+        retention.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        loop {
+            let flush_at = deadline.unwrap_or_else(|| Instant::now() + RETENTION_INTERVAL);
+            tokio::select! {
+                received = rx.recv() => {
+                    let Some(batch) = received else { break };
+                    if pending.is_empty() {
+                        deadline = Some(Instant::now() + self.flush_interval);
+                    }
+                    pending.merge(batch);
+                    if pending.len() >= self.batch_max {
+                        self.flush(&mut pending).await;
+                        deadline = None;
+                    }
+                }
+                () = tokio::time::sleep_until(flush_at), if deadline.is_some() => {
+                    self.flush(&mut pending).await;
+                    deadline = None;
+                }
+                _ = retention.tick() => self.enforce_retention().await,
+            }
+        }
+        self.flush(&mut pending).await;
+        tracing::info!(backend = self.store.backend_name(), "store writer stopped");
+    }
+
+    /// Writes what is pending, retrying with backoff; gives up (and counts
+    /// the rows dropped) after [`MAX_ATTEMPTS`] or on data the store refuses.
+    async fn flush(&self, pending: &mut WriteBatch) {
+        let mut batch = std::mem::take(pending);
+        let num_alerts = batch.alerts.len();
+        batch.alerts.retain(super::codec::has_alert_id);
+        if batch.alerts.len() < num_alerts {
+            let dropped = (num_alerts - batch.alerts.len()) as u64;
+            self.rows_dropped.fetch_add(dropped, Ordering::Relaxed);
+            tracing::error!(
+                alerts = dropped,
+                "dropped alert records without a string \"id\": the alert engine must give each one"
+            );
+        }
+        if batch.is_empty() {
+            return;
+        }
+        let num_items = batch.len() as u64;
+        let rows = match Store::encode(batch).await {
+            Ok(rows) => rows,
+            Err(err) => {
+                self.write_failures.fetch_add(1, Ordering::Relaxed);
+                self.rows_dropped.fetch_add(num_items, Ordering::Relaxed);
+                tracing::error!(error = %err, items = num_items, "dropped a batch the store cannot encode");
+                return;
+            }
+        };
+        let num_rows = rows.num_rows() as u64;
+        let mut wait = FIRST_RETRY;
+        for attempt in 1..=MAX_ATTEMPTS {
+            let Err(err) = self.store.write_rows(&rows).await else {
+                self.rows_written.fetch_add(num_rows, Ordering::Relaxed);
+                return;
+            };
+            self.write_failures.fetch_add(1, Ordering::Relaxed);
+            if !err.is_retryable() || attempt == MAX_ATTEMPTS {
+                self.rows_dropped.fetch_add(num_rows, Ordering::Relaxed);
+                tracing::error!(error = %err, rows = num_rows, attempt, "gave up writing a batch to the store: its rows are lost");
+                return;
+            }
+            tracing::error!(error = %err, rows = num_rows, attempt, retry_in = ?wait, "failed to write a batch to the store; retrying");
+            tokio::time::sleep(wait).await;
+            wait = (wait * 2).min(MAX_RETRY);
+        }
+    }
+
+    async fn enforce_retention(&self) {
+        match self
+            .store
+            .enforce_retention(flowscope_model::now_unix_us())
+            .await
+        {
+            Ok(report) if report.num_deleted() > 0 => tracing::info!(
+                observations = report.num_observations,
+                queue_samples = report.num_queue_samples,
+                flows = report.num_flows,
+                alerts = report.num_alerts,
+                size_bound_hit = report.size_bound_hit,
+                size_bytes = report.size_bytes_after,
+                "deleted old rows from the store"
+            ),
+            Ok(_) => {}
+            Err(err) => tracing::error!(error = %err, "failed to delete old rows from the store"),
+        }
+    }
+}
