@@ -9,6 +9,7 @@
 pub mod broker;
 pub mod observe;
 pub mod otlp;
+pub mod server;
 pub mod shop;
 
 use std::time::Duration;

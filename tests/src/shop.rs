@@ -64,6 +64,8 @@ pub struct ShopOptions {
     pub max_attempts: u32,
     /// The services to start (all by default).
     pub services: Vec<Service>,
+    /// Bind a test queue to every event (a queue, and so hops, of its own).
+    pub tap: bool,
 }
 
 impl Default for ShopOptions {
@@ -72,6 +74,7 @@ impl Default for ShopOptions {
             otlp_endpoint: None,
             max_attempts: 3,
             services: Service::ALL.to_vec(),
+            tap: true,
         }
     }
 }
@@ -112,12 +115,20 @@ impl Shop {
     /// Creates a vhost, declares the topology and a tap on `shop.events`, and
     /// starts the services; returns once every one of them consumes.
     pub async fn start(options: ShopOptions) -> anyhow::Result<Shop> {
-        let vhost = TestVhost::create().await?;
-        let props = ConnectionProperties::default().with_connection_name("flowscope-test".into());
+        Self::start_in(TestVhost::create().await?, options).await
+    }
+
+    /// Like [`Shop::start`], in a vhost the test already made (and watches).
+    pub async fn start_in(vhost: TestVhost, options: ShopOptions) -> anyhow::Result<Shop> {
+        let props = ConnectionProperties::default().with_connection_name("test-harness".into());
         let connection = Connection::connect(&vhost.amqp_url(), props).await?;
         let channel = connection.create_channel().await?;
         topology::declare(&channel).await?;
-        let tapped = tap_events(&connection).await?;
+        let tapped = if options.tap {
+            tap_events(&connection).await?
+        } else {
+            Arc::default()
+        };
         let data_dir = std::env::temp_dir().join(format!("flowscope-shop-{}", vhost.name));
         std::fs::create_dir_all(&data_dir)?;
         let port = free_port()?;
