@@ -107,14 +107,17 @@ enum Command {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let filter = EnvFilter::try_from_env("FLOWSCOPE_LOG")
-        .unwrap_or_else(|_| EnvFilter::new("info,lapin=off"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
     let cli = Cli::parse();
+    // The shop's commands set up their own logging and tracing.
+    if !matches!(cli.command, Command::Shop { .. }) {
+        let filter = EnvFilter::try_from_env("FLOWSCOPE_LOG")
+            .unwrap_or_else(|_| EnvFilter::new("info,lapin=off"));
+        tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init();
+    }
     match run(cli).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {

@@ -10,17 +10,29 @@ use serde_json::Value;
 
 const WAIT: Duration = Duration::from_secs(30);
 
-fn serve(config: &std::path::Path) -> Child {
-    Command::new(workspace_binary(
-        "flowscope",
-        "FLOWSCOPE_BIN",
-        "flowscope-server",
-    ))
-    .args(["--config", config.to_str().unwrap(), "serve"])
-    .stdout(Stdio::null())
-    .stderr(Stdio::inherit())
-    .spawn()
-    .unwrap()
+/// Kills the process if the test ends early.
+struct Guard(Child);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn serve(config: &std::path::Path) -> Guard {
+    Guard(
+        Command::new(workspace_binary(
+            "flowscope",
+            "FLOWSCOPE_BIN",
+            "flowscope-server",
+        ))
+        .args(["--config", config.to_str().unwrap(), "serve"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap(),
+    )
 }
 
 async fn get(url: &str) -> anyhow::Result<Value> {
@@ -99,9 +111,9 @@ keys = [{{ name = "order_id", from = "json:/order_id" }}]
 
     // Mid-stream: more orders flowing while flowscope dies without warning.
     shop.place_order(&sample_order("ken")).await.unwrap();
-    flowscope.kill().unwrap();
-    flowscope.wait().unwrap();
-    let mut flowscope = serve(&config);
+    flowscope.0.kill().unwrap();
+    flowscope.0.wait().unwrap();
+    let flowscope = serve(&config);
     eventually(WAIT, "flowscope to answer again", || async {
         Ok(get(&format!("{base}/healthz")).await.ok().map(|_| ()))
     })
@@ -118,7 +130,6 @@ keys = [{{ name = "order_id", from = "json:/order_id" }}]
         .await
         .unwrap();
     assert_eq!(found["flow_ids"].as_array().unwrap().len(), 1);
-    flowscope.kill().unwrap();
-    let _ = flowscope.wait();
+    drop(flowscope);
     let _ = std::fs::remove_dir_all(&dir);
 }
