@@ -154,6 +154,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Config => {
             config.broker.amqp_url =
                 flowscope_collectors::config::redact_url(&config.broker.amqp_url);
+            for token in &mut config.auth.tokens {
+                token.token = "***".into();
+            }
             print!("{}", toml::to_string_pretty(&config)?);
             Ok(())
         }

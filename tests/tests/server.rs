@@ -433,3 +433,125 @@ async fn with_tokens_configured_a_request_without_one_is_refused() {
     );
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redrive_moves_dead_letters_back_to_where_they_were_published_and_is_audited() {
+    use lapin::options::{
+        BasicGetOptions, BasicPublishOptions, BasicRejectOptions, QueueBindOptions,
+        QueueDeclareOptions,
+    };
+    use lapin::types::{AMQPValue, FieldTable};
+    let vhost = TestVhost::create().await.unwrap();
+    let conn = lapin::Connection::connect(&vhost.amqp_url(), Default::default())
+        .await
+        .unwrap();
+    let ch = conn.create_channel().await.unwrap();
+    let declare = |name: &'static str, args: FieldTable| {
+        let ch = ch.clone();
+        async move {
+            ch.queue_declare(name.into(), QueueDeclareOptions::default(), args)
+                .await
+                .unwrap()
+        }
+    };
+    ch.exchange_declare(
+        "dlx".into(),
+        lapin::ExchangeKind::Direct,
+        Default::default(),
+        FieldTable::default(),
+    )
+    .await
+    .unwrap();
+    declare("work.dlq", FieldTable::default()).await;
+    ch.queue_bind(
+        "work.dlq".into(),
+        "dlx".into(),
+        "work".into(),
+        QueueBindOptions::default(),
+        FieldTable::default(),
+    )
+    .await
+    .unwrap();
+    let mut args = FieldTable::default();
+    args.insert(
+        "x-dead-letter-exchange".into(),
+        AMQPValue::LongString("dlx".into()),
+    );
+    declare("work", args).await;
+    for id in ["a", "b"] {
+        let props = lapin::BasicProperties::default().with_message_id(id.into());
+        ch.basic_publish(
+            "".into(),
+            "work".into(),
+            BasicPublishOptions::default(),
+            b"{}",
+            props,
+        )
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+        let msg = ch
+            .basic_get("work".into(), BasicGetOptions::default())
+            .await
+            .unwrap()
+            .unwrap();
+        msg.delivery
+            .reject(BasicRejectOptions { requeue: false })
+            .await
+            .unwrap();
+    }
+    let depth = |q: &'static str| {
+        let ch = ch.clone();
+        async move {
+            let options = QueueDeclareOptions {
+                passive: true,
+                ..Default::default()
+            };
+            ch.queue_declare(q.into(), options, FieldTable::default())
+                .await
+                .unwrap()
+                .message_count()
+        }
+    };
+    assert_eq!(depth("work.dlq").await, 2);
+
+    let dir = tempdir::Dir::new();
+    let mut server = TestServer::start(test_config(&vhost, dir.path()), None)
+        .await
+        .unwrap();
+    let path = format!("/api/queues/{}/work.dlq/redrive", vhost.name);
+    let (status, body) = server
+        .post(&path, json!({"message_id": "b"}))
+        .await
+        .unwrap();
+    assert_eq!((status, body["moved"].as_u64()), (200, Some(1)), "{body}");
+    assert_eq!((depth("work").await, depth("work.dlq").await), (1, 1));
+    let (status, body) = server
+        .post(&path, json!({"all": true, "rate_per_sec": 100}))
+        .await
+        .unwrap();
+    assert_eq!((status, body["moved"].as_u64()), (200, Some(1)), "{body}");
+    assert_eq!((depth("work").await, depth("work.dlq").await), (2, 0));
+    let (status, body) = server.post(&path, json!({})).await.unwrap();
+    assert_eq!(status, 400, "say which: {body}");
+    let (status, body) = server
+        .post(&path, json!({"message_id": "nope"}))
+        .await
+        .unwrap();
+    assert_eq!(status, 404, "{body}");
+    let audit = server.get("/api/audit").await.unwrap();
+    let entries = audit["entries"].as_array().unwrap();
+    assert_eq!(entries.len(), 2);
+    assert_eq!(
+        (
+            entries[0]["action"].as_str(),
+            entries[0]["count"].as_u64(),
+            entries[0]["detail"].as_str()
+        ),
+        (Some("redrive"), Some(1), Some("all"))
+    );
+    assert_eq!(entries[1]["detail"], "message b");
+    assert_eq!(entries[1]["who"], "anonymous");
+    server.stop().await;
+}
