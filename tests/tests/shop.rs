@@ -529,3 +529,30 @@ async fn the_order_api_explains_bad_requests() {
     let resp = http.get(format!("{url}/not-a-uuid")).send().await.unwrap();
     assert_eq!(resp.status(), 400);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_shop_runs_normally_when_no_otlp_receiver_listens() {
+    // Traces go to a port nobody listens on: exports fail, orders do not wait for them.
+    let closed = flowscope_tests::shop::free_port().unwrap();
+    let shop = Shop::start(ShopOptions {
+        otlp_endpoint: Some(format!("http://127.0.0.1:{closed}")),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let started = std::time::Instant::now();
+    let ids = [
+        shop.place_order(&sample_order("ada")).await.unwrap(),
+        shop.place_order(&sample_order("grace")).await.unwrap(),
+    ];
+    for id in ids {
+        shop.wait_for_status(id, "completed", FLOW).await;
+    }
+    eprintln!(
+        "two orders completed in {:?} without a trace receiver",
+        started.elapsed()
+    );
+    // Trace context still travels in the messages.
+    let placed = shop.wait_for_event(ids[0], "OrderPlaced", FLOW).await;
+    assert!(placed.headers["traceparent"].starts_with("00-"));
+}
