@@ -36,7 +36,7 @@ pub fn sse(
         }
     });
     let stream = futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|event| (Ok(event), rx))
+        rx.recv().await.map(|message| (Ok(event(&message)), rx))
     });
     Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
 }
@@ -60,7 +60,7 @@ fn snapshot(live: &SharedLive, lagged: u64) -> StreamMessage {
 async fn feed(
     live: SharedLive,
     mut updates: broadcast::Receiver<LiveUpdate>,
-    tx: mpsc::Sender<Event>,
+    tx: mpsc::Sender<StreamMessage>,
 ) {
     let mut lagged = 0u64;
     let mut needs_snapshot = true;
@@ -68,7 +68,7 @@ async fn feed(
     let mut tick = tokio::time::interval(COALESCE_INTERVAL);
     loop {
         if needs_snapshot {
-            match tx.try_send(event(&snapshot(&live, lagged))) {
+            match tx.try_send(snapshot(&live, lagged)) {
                 Ok(()) => {
                     needs_snapshot = false;
                     pending = LiveUpdate::default();
@@ -94,7 +94,7 @@ async fn feed(
                     stats.stream_lagged = lagged;
                 }
                 let message = StreamMessage::Update(Box::new(std::mem::take(&mut pending)));
-                match tx.try_send(event(&message)) {
+                match tx.try_send(message) {
                     Ok(()) => {}
                     Err(mpsc::error::TrySendError::Closed(_)) => return,
                     // The connection is not keeping up: skip ahead to a snapshot.
@@ -105,6 +105,49 @@ async fn feed(
                 }
             }
             _ = tx.closed() => return,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, RwLock};
+
+    use super::*;
+    use crate::alerts::{AlertConfig, AlertEngine};
+    use crate::correlator::Correlator;
+    use crate::live::Live;
+
+    #[tokio::test]
+    async fn a_client_that_cannot_keep_up_gets_a_fresh_snapshot_and_never_blocks_the_bus() {
+        let correlator = Correlator::new(Default::default()).unwrap();
+        let live = Arc::new(RwLock::new(Live::new(
+            correlator,
+            AlertEngine::new(AlertConfig::default()),
+            false,
+        )));
+        let (bus, _) = broadcast::channel(4);
+        // A connection that takes one message and then reads nothing for a while.
+        let (tx, mut rx) = mpsc::channel(1);
+        tokio::spawn(feed(live, bus.subscribe(), tx));
+        let first = rx.recv().await.unwrap();
+        assert!(matches!(first, StreamMessage::Snapshot(ref s) if s.stats.stream_lagged == 0));
+        for i in 0..50 {
+            // The server's send never waits for the client.
+            let update = LiveUpdate {
+                removed_flows: vec![format!("f{i}")],
+                ..Default::default()
+            };
+            bus.send(update).unwrap();
+        }
+        tokio::time::sleep(COALESCE_INTERVAL * 3).await;
+        let next = rx.recv().await.unwrap();
+        match next {
+            StreamMessage::Snapshot(s) => assert!(
+                s.stats.stream_lagged > 0,
+                "the snapshot says updates were missed"
+            ),
+            StreamMessage::Update(u) => panic!("expected a fresh snapshot, got an update {u:?}"),
         }
     }
 }
