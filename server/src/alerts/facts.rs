@@ -14,6 +14,9 @@ use flowscope_model::{BrokerMessage, QueueSample, SampleSource, TopologySnapshot
 pub const FRESH_PRECEDENCE_US: i64 = 30 * 1_000_000;
 /// Depth changes kept per queue, at most (the oldest go first).
 pub const MAX_HISTORY_POINTS: usize = 1_024;
+/// A queue first seen this long after its vhost's first sample was created
+/// while flowscope watched (it started empty).
+pub const NEW_QUEUE_AFTER_US: i64 = 5 * 1_000_000;
 /// Dead letters remembered per dead-letter queue, at most.
 pub const MAX_DEAD_LETTERS: usize = 1_000;
 
@@ -111,6 +114,8 @@ pub struct Facts {
     dead_letters: HashMap<QueueKey, VecDeque<DeadLetterRecord>>,
     /// How long depth history must reach back (the longest growth window).
     history_us: i64,
+    /// When each vhost's first sample was seen.
+    vhost_first_seen_us: HashMap<String, i64>,
     /// Stuck flows now, and finished / failed flows within the failure window.
     pub stuck: u64,
     pub finished: u64,
@@ -130,7 +135,17 @@ impl Facts {
     pub fn observe_sample(&mut self, sample: &QueueSample) {
         let at = sample.observed_unix_us;
         let key = (sample.vhost.clone(), sample.queue.clone());
+        let first_of_vhost = *self
+            .vhost_first_seen_us
+            .entry(sample.vhost.clone())
+            .or_insert(at);
+        let is_new = !self.queues.contains_key(&key);
         let queue = self.queues.entry(key.clone()).or_default();
+        if is_new && at - first_of_vhost >= NEW_QUEUE_AFTER_US {
+            // A queue that appeared while flowscope watched started empty:
+            // what it holds at first sight is growth.
+            queue.record_ready(at - 1, 0, self.history_us);
+        }
         queue.last_seen_us = queue.last_seen_us.max(at);
         let recent = |t: Option<i64>| t.is_some_and(|t| at - t < FRESH_PRECEDENCE_US);
         let (ready, consumers) = match sample.source {
@@ -330,5 +345,23 @@ mod tests {
         // With no fresh count for a while, the management API is the truth.
         facts.observe_sample(&sample(SampleSource::Management, 50 * SEC, 5));
         assert_eq!(queue(&facts).ready, Some(5));
+    }
+
+    #[test]
+    fn a_queue_that_appears_while_watched_grew_from_zero() {
+        let mut facts = Facts::new(60 * 1_000_000);
+        let other = |at| QueueSample {
+            queue: "other".into(),
+            ..sample(SampleSource::Management, at, 0)
+        };
+        facts.observe_sample(&other(0));
+        // Seen first with 1 message, 10 s after flowscope started watching the vhost.
+        facts.observe_sample(&sample(SampleSource::PassiveDeclare, 10_000_000, 1));
+        let q = facts.queues().find(|(k, _)| k.1 == "q").unwrap().1;
+        assert_eq!(q.growth(10_000_000, 60_000_000), 1);
+        // A queue already there at start is not growth.
+        let mut facts = Facts::new(60 * 1_000_000);
+        facts.observe_sample(&sample(SampleSource::PassiveDeclare, 0, 3));
+        assert_eq!(queue(&facts).growth(0, 60_000_000), 0);
     }
 }
