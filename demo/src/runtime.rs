@@ -41,9 +41,29 @@ pub async fn run_service(service: Service, args: &ServiceArgs) -> anyhow::Result
     }
 }
 
-/// A token cancelled on SIGTERM or SIGINT.
+/// Set by `shop up` / `flowscope demo` in their children: a service whose
+/// supervisor died (even by SIGKILL) stops instead of running on orphaned.
+pub const EXIT_WITH_PARENT_ENV: &str = "SHOP_EXIT_WITH_PARENT";
+
+/// A token cancelled on SIGTERM or SIGINT, or when the parent process is gone
+/// (if [`EXIT_WITH_PARENT_ENV`] is set).
 pub fn shutdown_on_signal() -> CancellationToken {
     let token = CancellationToken::new();
+    if std::env::var_os(EXIT_WITH_PARENT_ENV).is_some() {
+        let orphaned = token.clone();
+        let parent = std::os::unix::process::parent_id();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(500));
+            loop {
+                tick.tick().await;
+                if std::os::unix::process::parent_id() != parent {
+                    tracing::warn!("the supervising process is gone; shutting down");
+                    orphaned.cancel();
+                    return;
+                }
+            }
+        });
+    }
     let cancel = token.clone();
     tokio::spawn(async move {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())

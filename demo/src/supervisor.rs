@@ -161,6 +161,7 @@ impl ChildSpec {
             .env("SHOP_MAX_ATTEMPTS", a.max_attempts.to_string())
             .env("OTEL_EXPORTER_OTLP_ENDPOINT", &a.otlp_endpoint)
             .env("SHOP_HTTP_ADDR", a.http_addr.to_string())
+            .env(crate::runtime::EXIT_WITH_PARENT_ENV, "1")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

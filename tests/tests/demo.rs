@@ -130,3 +130,71 @@ async fn flowscope_demo_serves_live_flows_of_the_shop_and_ctrl_c_stops_everythin
     .await;
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_shop_stops_when_flowscope_demo_is_killed() {
+    let vhost = TestVhost::create().await.unwrap();
+    let dir = std::env::temp_dir().join(format!("flowscope-demo-kill-{}", vhost.name));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (listen, grpc, http, order) = (
+        free_port().unwrap(),
+        free_port().unwrap(),
+        free_port().unwrap(),
+        free_port().unwrap(),
+    );
+    let child = Command::new(workspace_binary(
+        "flowscope",
+        "FLOWSCOPE_BIN",
+        "flowscope-server",
+    ))
+    .current_dir(&dir)
+    .args(["--vhost", &vhost.name])
+    .args([
+        "--otlp-grpc-addr",
+        &format!("127.0.0.1:{grpc}"),
+        "--otlp-http-addr",
+        &format!("127.0.0.1:{http}"),
+    ])
+    .args([
+        "demo",
+        "--no-load",
+        "--order-addr",
+        &format!("127.0.0.1:{order}"),
+    ])
+    .env("FLOWSCOPE_SERVER_LISTEN", format!("127.0.0.1:{listen}"))
+    .stdout(Stdio::null())
+    .stderr(Stdio::inherit())
+    .spawn()
+    .unwrap();
+    let mut demo = Guard(child);
+    eventually(WAIT, "the shop's five connections", || async {
+        let conns = vhost.mgmt_get("vhosts/{vhost}/connections").await?;
+        let shop = conns
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|c| {
+                ["order", "payment", "inventory", "shipping", "notification"].contains(
+                    &c["client_properties"]["connection_name"]
+                        .as_str()
+                        .unwrap_or(""),
+                )
+            })
+            .count();
+        Ok((shop == 5).then_some(()))
+    })
+    .await;
+    // SIGKILL: no chance to stop the children; they notice and stop themselves.
+    demo.0.kill().unwrap();
+    demo.0.wait().unwrap();
+    eventually(
+        Duration::from_secs(20),
+        "the orphaned shop services to stop",
+        || async {
+            let conns = vhost.mgmt_get("vhosts/{vhost}/connections").await?;
+            Ok(conns.as_array().is_some_and(|c| c.is_empty()).then_some(()))
+        },
+    )
+    .await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
