@@ -236,7 +236,7 @@ mod tests {
                 && err.to_string().contains("amqp_uri"),
             "{err}"
         );
-        // An option unset by default can still be set.
+        // An option key works whether or not the defaults serialize it.
         let mut value = toml::Value::try_from(Config::default()).unwrap();
         apply_env(&mut value, "FLOWSCOPE_SERVER_ASSETS_DIR", "dist").unwrap();
         assert_eq!(check(value).unwrap().server.assets_dir, Some("dist".into()));

@@ -54,7 +54,8 @@ impl Default for ServerConfig {
     fn default() -> Self {
         Self {
             listen: DEFAULT_LISTEN.parse().expect("default address parses"),
-            assets_dir: None,
+            // Where scripts/build-ui writes the UI, relative to the repository root.
+            assets_dir: Some("dist".into()),
             audit_file: Some(PathBuf::from("data/audit.log")),
         }
     }

@@ -1,0 +1,489 @@
+//! The pipeline diagram's geometry: pure, so it is tested natively.
+//!
+//! Five columns, left to right in the direction messages move: publishing
+//! services → exchanges → queues → consuming services → dead-letter queues.
+//! A service that both publishes and consumes appears in both service
+//! columns (as the RabbitMQ topology reads). Rows follow the flow order:
+//! queues by the place of their consumer in the flows, each consumer beside
+//! its queues, each dead-letter queue beside the queue it drains.
+//!
+//! The flow order comes from a few flows' hops ([`FlowOrder::from_flows`]):
+//! a queue's row is where its messages come in a flow. Exchanges nobody
+//! publishes to (the demo's control exchange) are left out unless asked.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use flowscope_model::FlowDetail;
+
+use crate::api::{Topology, TopologyEdge};
+use crate::format;
+
+pub const NODE_W: f64 = 150.0;
+pub const NODE_H: f64 = 40.0;
+/// Horizontal distance between columns: room for edge labels.
+pub const COLUMN_STEP: f64 = NODE_W + 130.0;
+pub const ROW_STEP: f64 = 62.0;
+pub const MARGIN: f64 = 24.0;
+
+/// What a node stands for; also its column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum NodeKind {
+    Publisher,
+    Exchange,
+    Queue,
+    Consumer,
+    DeadLetterQueue,
+}
+
+impl NodeKind {
+    fn column(self) -> usize {
+        self as usize
+    }
+
+    /// The CSS class of its shape.
+    pub fn class(self) -> &'static str {
+        match self {
+            NodeKind::Publisher | NodeKind::Consumer => "node-service",
+            NodeKind::Exchange => "node-exchange",
+            NodeKind::Queue => "node-queue",
+            NodeKind::DeadLetterQueue => "node-dlq",
+        }
+    }
+}
+
+/// One node, placed: `x`, `y` is its top-left corner.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Node {
+    /// The topology's id: `service:order`, `exchange:shop.events`, `queue:payment.orders`.
+    pub id: String,
+    /// Unique in the diagram (a service may be drawn twice): `<column>|<id>`.
+    pub key: String,
+    pub kind: NodeKind,
+    /// The name without its kind.
+    pub name: String,
+    /// For queues and exchanges.
+    pub vhost: Option<String>,
+    pub x: f64,
+    pub y: f64,
+}
+
+/// One edge, routed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Edge {
+    /// Unique in the diagram.
+    pub key: String,
+    pub from: String,
+    pub to: String,
+    /// `publish`, `binding`, `consume` or `dead_letter`.
+    pub kind: String,
+    pub label: String,
+    /// SVG path data.
+    pub path: String,
+    pub label_x: f64,
+    pub label_y: f64,
+    /// Stroke width: consume edges thicken with their rate.
+    pub width: f64,
+}
+
+/// The whole diagram.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Layout {
+    pub nodes: Vec<Node>,
+    pub edges: Vec<Edge>,
+    pub width: f64,
+    pub height: f64,
+}
+
+/// Where queues and publishing services come in the flows: the mean, over
+/// the flows given, of the index of the first hop through them (in time order).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct FlowOrder {
+    pub queues: BTreeMap<String, f64>,
+    pub publishers: BTreeMap<String, f64>,
+}
+
+impl FlowOrder {
+    /// Learns the order from `flows` (the longest ones say the most).
+    pub fn from_flows(flows: &[FlowDetail]) -> Self {
+        let mut queues: BTreeMap<String, (f64, f64)> = BTreeMap::new();
+        let mut publishers: BTreeMap<String, (f64, f64)> = BTreeMap::new();
+        for flow in flows {
+            let mut hops: Vec<_> = flow.hops.iter().collect();
+            hops.sort_by_key(|h| {
+                h.published_unix_us
+                    .or(h.delivered_unix_us)
+                    .unwrap_or(i64::MAX)
+            });
+            let mut first_queue: BTreeMap<&str, usize> = BTreeMap::new();
+            let mut first_publisher: BTreeMap<&str, usize> = BTreeMap::new();
+            for (i, hop) in hops.iter().enumerate() {
+                if let Some(q) = &hop.queue {
+                    first_queue.entry(q).or_insert(i);
+                }
+                if let Some(p) = &hop.producer {
+                    first_publisher.entry(p).or_insert(i);
+                }
+            }
+            for (map, firsts) in [
+                (&mut queues, first_queue),
+                (&mut publishers, first_publisher),
+            ] {
+                for (name, i) in firsts {
+                    let e = map.entry(name.to_owned()).or_default();
+                    e.0 += i as f64;
+                    e.1 += 1.0;
+                }
+            }
+        }
+        let mean = |m: BTreeMap<String, (f64, f64)>| {
+            m.into_iter().map(|(k, (sum, n))| (k, sum / n)).collect()
+        };
+        Self {
+            queues: mean(queues),
+            publishers: mean(publishers),
+        }
+    }
+}
+
+/// Exchanges that carried less than this share of the published messages
+/// are quiet (control commands, replies): left out unless asked.
+pub const QUIET_SHARE: f64 = 0.01;
+
+/// `topology` without its quiet exchanges (see [`QUIET_SHARE`]), the
+/// queues bound only to them and the services only publishing to them,
+/// and how many queues that hid. Unchanged while nothing was published.
+pub fn without_idle(topology: &Topology) -> (Topology, usize) {
+    let mut published: BTreeMap<&str, u64> = BTreeMap::new();
+    for e in topology.edges.iter().filter(|e| e.kind == "publish") {
+        *published.entry(name_of(&e.to)).or_default() += e.messages.unwrap_or(0);
+    }
+    let total: u64 = published.values().sum();
+    if total == 0 {
+        return (topology.clone(), 0);
+    }
+    let threshold = (total as f64 * QUIET_SHARE).max(1.0);
+    let active: BTreeSet<&str> = published
+        .into_iter()
+        .filter(|(_, n)| *n as f64 >= threshold)
+        .map(|(x, _)| x)
+        .collect();
+    let dead_letter_targets: BTreeSet<&str> = topology
+        .edges
+        .iter()
+        .filter(|e| e.kind == "dead_letter")
+        .map(|e| name_of(&e.to))
+        .collect();
+    let mut bound_to: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for e in topology.edges.iter().filter(|e| e.kind == "binding") {
+        bound_to
+            .entry(name_of(&e.to))
+            .or_default()
+            .push(name_of(&e.from));
+    }
+    let hidden: BTreeSet<String> = bound_to
+        .iter()
+        .filter(|(q, sources)| {
+            !dead_letter_targets.contains(*q) && sources.iter().all(|x| !active.contains(x))
+        })
+        .map(|(q, _)| format!("queue:{q}"))
+        .collect();
+    let mut kept = topology.clone();
+    kept.edges.retain(|e| {
+        let quiet_exchange = match e.kind.as_str() {
+            "publish" => !active.contains(name_of(&e.to)),
+            "binding" => {
+                !active.contains(name_of(&e.from)) && !dead_letter_targets.contains(name_of(&e.to))
+            }
+            _ => false,
+        };
+        !quiet_exchange && !hidden.contains(&e.from) && !hidden.contains(&e.to)
+    });
+    kept.queues
+        .retain(|q| !hidden.contains(&format!("queue:{}", q.name)));
+    (kept, hidden.len())
+}
+
+fn name_of(id: &str) -> &str {
+    id.split_once(':').map_or(id, |(_, name)| name)
+}
+
+/// Lays out `topology`, rows in `order`.
+pub fn layout(topology: &Topology, order: &FlowOrder) -> Layout {
+    let edges = &topology.edges;
+    let of_kind = |kind: &'static str| edges.iter().filter(move |e| e.kind == kind);
+    let dlqs: BTreeSet<&str> = topology
+        .queues
+        .iter()
+        .filter(|q| q.is_dead_letter_queue)
+        .map(|q| q.name.as_str())
+        .chain(of_kind("dead_letter").map(|e| name_of(&e.to)))
+        .collect();
+    let vhost_of: BTreeMap<&str, &str> = topology
+        .queues
+        .iter()
+        .map(|q| (q.name.as_str(), q.vhost.as_str()))
+        .collect();
+    // Consumers first: a queue no flow went through is ranked by them.
+    let mut consumers_of: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for e in of_kind("consume") {
+        consumers_of
+            .entry(name_of(&e.from))
+            .or_default()
+            .push(name_of(&e.to));
+    }
+    let first_queue_of: BTreeMap<&str, f64> = consumers_of
+        .iter()
+        .flat_map(|(q, cs)| cs.iter().map(move |c| (*c, *q)))
+        .filter_map(|(c, q)| order.queues.get(q).map(|r| (c, *r)))
+        .fold(BTreeMap::new(), |mut m, (c, r)| {
+            let e = m.entry(c).or_insert(f64::MAX);
+            *e = e.min(r);
+            m
+        });
+    let queue_rank = |queue: &str| {
+        order.queues.get(queue).copied().unwrap_or_else(|| {
+            consumers_of
+                .get(queue)
+                .and_then(|cs| {
+                    cs.iter()
+                        .filter_map(|c| first_queue_of.get(c))
+                        .copied()
+                        .reduce(f64::min)
+                })
+                .map_or(1e6, |r| r + 0.5)
+        })
+    };
+    let rank = |service: &str| order.publishers.get(service).copied().unwrap_or(1e6);
+    let mut queues: Vec<&str> = topology
+        .queues
+        .iter()
+        .map(|q| q.name.as_str())
+        .chain(
+            edges
+                .iter()
+                .flat_map(|e| [&e.from, &e.to])
+                .filter_map(|id| id.strip_prefix("queue:")),
+        )
+        .filter(|q| !dlqs.contains(q))
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    queues.sort_by(|a, b| queue_rank(a).total_cmp(&queue_rank(b)).then(a.cmp(b)));
+
+    let mut nodes: Vec<Node> = Vec::new();
+    let mut place = |kind: NodeKind, id: String, vhost: Option<String>, y: f64| {
+        let name = name_of(&id).to_owned();
+        nodes.push(Node {
+            key: format!("{}|{id}", kind.column()),
+            id,
+            kind,
+            name,
+            vhost,
+            x: MARGIN + kind.column() as f64 * COLUMN_STEP,
+            y,
+        });
+    };
+    let row = |i: usize| MARGIN + i as f64 * ROW_STEP;
+    let mut queue_y: BTreeMap<&str, f64> = BTreeMap::new();
+    for (i, q) in queues.iter().enumerate() {
+        queue_y.insert(q, row(i));
+        let vhost = vhost_of.get(q).map(|v| v.to_string());
+        place(NodeKind::Queue, format!("queue:{q}"), vhost, row(i));
+    }
+
+    // Consumers beside the mean of their queues, overlaps pushed down.
+    let mut consumer_y: BTreeMap<&str, (f64, f64)> = BTreeMap::new();
+    for (queue, services) in &consumers_of {
+        let y = queue_y.get(queue).copied().unwrap_or(0.0);
+        for s in services {
+            let e = consumer_y.entry(s).or_default();
+            e.0 += y;
+            e.1 += 1.0;
+        }
+    }
+    let wanted: Vec<(&str, f64)> = consumer_y
+        .into_iter()
+        .map(|(s, (sum, n))| (s, sum / n))
+        .collect();
+    for (s, y) in spread(wanted) {
+        place(NodeKind::Consumer, format!("service:{s}"), None, y);
+    }
+
+    // Dead-letter queues beside their source queue.
+    let mut dlq_y: BTreeMap<&str, f64> = dlqs.iter().map(|d| (*d, f64::MAX)).collect();
+    for e in of_kind("dead_letter") {
+        if let Some(y) = queue_y.get(name_of(&e.from)) {
+            let slot = dlq_y.entry(name_of(&e.to)).or_insert(f64::MAX);
+            *slot = slot.min(*y);
+        }
+    }
+    let last_row = row(queues.len());
+    let wanted: Vec<(&str, f64)> = dlq_y
+        .into_iter()
+        .map(|(d, y)| (d, if y == f64::MAX { last_row } else { y }))
+        .collect();
+    for (d, y) in spread(wanted) {
+        let vhost = vhost_of.get(d).map(|v| v.to_string());
+        place(NodeKind::DeadLetterQueue, format!("queue:{d}"), vhost, y);
+    }
+
+    // Publishers and exchanges, centred on the queues.
+    let mut publishers: Vec<&str> = of_kind("publish")
+        .map(|e| name_of(&e.from))
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    publishers.sort_by(|a, b| rank(a).total_cmp(&rank(b)).then(a.cmp(b)));
+    let exchanges: BTreeSet<(&str, &str)> = of_kind("publish")
+        .map(|e| (e.vhost.as_str(), name_of(&e.to)))
+        .chain(
+            of_kind("binding")
+                .filter(|e| !dlqs.contains(name_of(&e.to)))
+                .map(|e| (e.vhost.as_str(), name_of(&e.from))),
+        )
+        .collect();
+    let middle = (row(queues.len().max(1) - 1) + MARGIN) / 2.0;
+    let centred = |i: usize, n: usize| {
+        (middle - (n as f64 - 1.0) * ROW_STEP / 2.0 + i as f64 * ROW_STEP).max(MARGIN)
+    };
+    for (i, p) in publishers.iter().enumerate() {
+        place(
+            NodeKind::Publisher,
+            format!("service:{p}"),
+            None,
+            centred(i, publishers.len()),
+        );
+    }
+    for (i, (vhost, x)) in exchanges.iter().enumerate() {
+        let y = centred(i, exchanges.len());
+        place(
+            NodeKind::Exchange,
+            format!("exchange:{x}"),
+            Some(vhost.to_string()),
+            y,
+        );
+    }
+
+    let edges = route_edges(&nodes, edges);
+    let width = MARGIN * 2.0 + 4.0 * COLUMN_STEP + NODE_W;
+    let height = nodes.iter().map(|n| n.y + NODE_H).fold(0.0, f64::max) + MARGIN + 30.0;
+    Layout {
+        nodes,
+        edges,
+        width,
+        height,
+    }
+}
+
+/// Keeps the wanted heights, in order, at least a row apart.
+fn spread(mut wanted: Vec<(&str, f64)>) -> Vec<(&str, f64)> {
+    wanted.sort_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(b.0)));
+    let mut next = f64::MIN;
+    for (_, y) in &mut wanted {
+        *y = y.max(next);
+        next = *y + ROW_STEP;
+    }
+    wanted
+}
+
+fn edge_label(e: &TopologyEdge) -> String {
+    match e.kind.as_str() {
+        "publish" => e.messages.map(|n| format!("{n} msgs")).unwrap_or_default(),
+        "binding" => {
+            let keys = e.routing_keys.join(", ");
+            if keys.chars().count() > 22 {
+                format!("{}…", keys.chars().take(21).collect::<String>())
+            } else {
+                keys
+            }
+        }
+        "consume" => {
+            let rate = e.rate.filter(|r| *r > 0.0).map(format::rate);
+            let wait = e
+                .queue_wait_ms
+                .filter(|w| *w > 0.0)
+                .map(|w| format!("wait {}", format::duration_ms(w)));
+            rate.into_iter().chain(wait).collect::<Vec<_>>().join(" · ")
+        }
+        // Red and dashed says it; the exchange is in the queue's details.
+        "dead_letter" => String::new(),
+        _ => String::new(),
+    }
+}
+
+/// The point at `t` (0 to 1) of a cubic Bézier curve.
+fn bezier(p: [(f64, f64); 4], t: f64) -> (f64, f64) {
+    let u = 1.0 - t;
+    let w = [u * u * u, 3.0 * u * u * t, 3.0 * u * t * t, t * t * t];
+    (
+        (0..4).map(|i| w[i] * p[i].0).sum(),
+        (0..4).map(|i| w[i] * p[i].1).sum(),
+    )
+}
+
+fn route_edges(nodes: &[Node], edges: &[TopologyEdge]) -> Vec<Edge> {
+    // A topology id can be drawn twice (publisher and consumer): pick by direction.
+    let find =
+        |id: &str, kinds: &[NodeKind]| nodes.iter().find(|n| n.id == id && kinds.contains(&n.kind));
+    use NodeKind::*;
+    let mut routed = Vec::new();
+    for e in edges {
+        let (from_kinds, to_kinds): (&[NodeKind], &[NodeKind]) = match e.kind.as_str() {
+            "publish" => (&[Publisher], &[Exchange]),
+            "binding" => (&[Exchange], &[Queue]),
+            "consume" => (&[Queue, DeadLetterQueue], &[Consumer]),
+            "dead_letter" => (&[Queue, DeadLetterQueue], &[DeadLetterQueue]),
+            _ => continue,
+        };
+        let (Some(from), Some(to)) = (find(&e.from, from_kinds), find(&e.to, to_kinds)) else {
+            continue;
+        };
+        let (x1, y1) = (from.x + NODE_W, from.y + NODE_H / 2.0);
+        let (x2, y2) = (to.x, to.y + NODE_H / 2.0);
+        let (path, label_x, label_y) = if e.kind == "dead_letter" && to.x - from.x > COLUMN_STEP {
+            // Under the consumer column, from the queue's lower edge.
+            let (y1, y2) = (y1 + 12.0, y2 + 12.0);
+            let dip = 36.0;
+            let path = format!(
+                "M{x1:.1},{y1:.1} C{:.1},{:.1} {:.1},{:.1} {x2:.1},{y2:.1}",
+                x1 + 80.0,
+                y1 + dip,
+                x2 - 80.0,
+                y2 + dip
+            );
+            (path, (x1 + x2) / 2.0, (y1 + y2) / 2.0 + dip * 0.75 + 12.0)
+        } else {
+            let bend = ((x2 - x1) / 2.0).max(40.0);
+            let path = format!(
+                "M{x1:.1},{y1:.1} C{:.1},{y1:.1} {:.1},{y2:.1} {x2:.1},{y2:.1}",
+                x1 + bend,
+                x2 - bend
+            );
+            // Labels where the edges fan out: near the many publishers,
+            // near the many queues, else half-way.
+            let t = match e.kind.as_str() {
+                "publish" => 0.3,
+                "binding" => 0.72,
+                _ => 0.5,
+            };
+            let (lx, ly) = bezier([(x1, y1), (x1 + bend, y1), (x2 - bend, y2), (x2, y2)], t);
+            (path, lx, ly - 5.0)
+        };
+        let rate = e.rate.unwrap_or(0.0);
+        routed.push(Edge {
+            key: format!("{}>{}>{}", from.key, to.key, e.kind),
+            from: from.key.clone(),
+            to: to.key.clone(),
+            kind: e.kind.clone(),
+            label: edge_label(e),
+            path,
+            label_x,
+            label_y,
+            width: 1.5 + rate.min(20.0) / 4.0,
+        });
+    }
+    routed
+}
+
+#[cfg(test)]
+mod tests;
