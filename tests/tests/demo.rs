@@ -29,17 +29,13 @@ async fn get(url: &str) -> anyhow::Result<Value> {
     Ok(resp.json().await?)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn flowscope_demo_serves_live_flows_of_the_shop_and_ctrl_c_stops_everything() {
-    let vhost = TestVhost::create().await.unwrap();
+/// `flowscope demo <load_args>` on free ports in `vhost`, from a scratch directory;
+/// returns the process, the server's base URL and the directory.
+fn start_demo(vhost: &TestVhost, load_args: &[&str]) -> (Guard, String, std::path::PathBuf) {
     let dir = std::env::temp_dir().join(format!("flowscope-demo-{}", vhost.name));
     std::fs::create_dir_all(&dir).unwrap();
-    let (listen, grpc, http, order) = (
-        free_port().unwrap(),
-        free_port().unwrap(),
-        free_port().unwrap(),
-        free_port().unwrap(),
-    );
+    let port = || free_port().unwrap();
+    let (listen, grpc, http, order) = (port(), port(), port(), port());
     let child = Command::new(workspace_binary(
         "flowscope",
         "FLOWSCOPE_BIN",
@@ -47,26 +43,23 @@ async fn flowscope_demo_serves_live_flows_of_the_shop_and_ctrl_c_stops_everythin
     ))
     .current_dir(&dir)
     .args(["--vhost", &vhost.name])
-    .args([
-        "--otlp-grpc-addr",
-        &format!("127.0.0.1:{grpc}"),
-        "--otlp-http-addr",
-        &format!("127.0.0.1:{http}"),
-    ])
-    .args([
-        "demo",
-        "--rate",
-        "5",
-        "--order-addr",
-        &format!("127.0.0.1:{order}"),
-    ])
+    .args(["--otlp-grpc-addr", &format!("127.0.0.1:{grpc}")])
+    .args(["--otlp-http-addr", &format!("127.0.0.1:{http}")])
+    .arg("demo")
+    .args(load_args)
+    .args(["--order-addr", &format!("127.0.0.1:{order}")])
     .env("FLOWSCOPE_SERVER_LISTEN", format!("127.0.0.1:{listen}"))
     .stdout(Stdio::null())
     .stderr(Stdio::inherit())
     .spawn()
     .unwrap();
-    let mut demo = Guard(child);
-    let base = format!("http://127.0.0.1:{listen}");
+    (Guard(child), format!("http://127.0.0.1:{listen}"), dir)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flowscope_demo_serves_live_flows_of_the_shop_and_ctrl_c_stops_everything() {
+    let vhost = TestVhost::create().await.unwrap();
+    let (mut demo, base, dir) = start_demo(&vhost, &["--rate", "5"]);
 
     let page = eventually(WAIT, "completed flows with spans from the demo", || async {
         let page = get(&format!("{base}/api/flows?status=completed")).await?;
@@ -134,39 +127,7 @@ async fn flowscope_demo_serves_live_flows_of_the_shop_and_ctrl_c_stops_everythin
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_shop_stops_when_flowscope_demo_is_killed() {
     let vhost = TestVhost::create().await.unwrap();
-    let dir = std::env::temp_dir().join(format!("flowscope-demo-kill-{}", vhost.name));
-    std::fs::create_dir_all(&dir).unwrap();
-    let (listen, grpc, http, order) = (
-        free_port().unwrap(),
-        free_port().unwrap(),
-        free_port().unwrap(),
-        free_port().unwrap(),
-    );
-    let child = Command::new(workspace_binary(
-        "flowscope",
-        "FLOWSCOPE_BIN",
-        "flowscope-server",
-    ))
-    .current_dir(&dir)
-    .args(["--vhost", &vhost.name])
-    .args([
-        "--otlp-grpc-addr",
-        &format!("127.0.0.1:{grpc}"),
-        "--otlp-http-addr",
-        &format!("127.0.0.1:{http}"),
-    ])
-    .args([
-        "demo",
-        "--no-load",
-        "--order-addr",
-        &format!("127.0.0.1:{order}"),
-    ])
-    .env("FLOWSCOPE_SERVER_LISTEN", format!("127.0.0.1:{listen}"))
-    .stdout(Stdio::null())
-    .stderr(Stdio::inherit())
-    .spawn()
-    .unwrap();
-    let mut demo = Guard(child);
+    let (mut demo, _, dir) = start_demo(&vhost, &["--no-load"]);
     eventually(WAIT, "the shop's five connections", || async {
         let conns = vhost.mgmt_get("vhosts/{vhost}/connections").await?;
         let shop = conns
