@@ -514,7 +514,18 @@ async fn a_redrive_moves_dead_letters_back_to_where_they_were_published_and_is_a
                 .message_count()
         }
     };
-    assert_eq!(depth("work.dlq").await, 2);
+    // Dead-lettering (and acks) complete asynchronously: wait for the counts.
+    let depths = |work: u32, dlq: u32| async move {
+        eventually(
+            WAIT,
+            &format!("work = {work}, work.dlq = {dlq}"),
+            || async move {
+                Ok((depth("work").await == work && depth("work.dlq").await == dlq).then_some(()))
+            },
+        )
+        .await
+    };
+    depths(0, 2).await;
 
     let dir = tempdir::Dir::new();
     let mut server = TestServer::start(test_config(&vhost, dir.path()), None)
@@ -526,13 +537,13 @@ async fn a_redrive_moves_dead_letters_back_to_where_they_were_published_and_is_a
         .await
         .unwrap();
     assert_eq!((status, body["moved"].as_u64()), (200, Some(1)), "{body}");
-    assert_eq!((depth("work").await, depth("work.dlq").await), (1, 1));
+    depths(1, 1).await;
     let (status, body) = server
         .post(&path, json!({"all": true, "rate_per_sec": 100}))
         .await
         .unwrap();
     assert_eq!((status, body["moved"].as_u64()), (200, Some(1)), "{body}");
-    assert_eq!((depth("work").await, depth("work.dlq").await), (2, 0));
+    depths(2, 0).await;
     let (status, body) = server.post(&path, json!({})).await.unwrap();
     assert_eq!(status, 400, "say which: {body}");
     let (status, body) = server
