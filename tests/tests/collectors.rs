@@ -70,6 +70,24 @@ async fn publish(ch: &Channel, exchange: &str, key: &str, body: &[u8], props: Ba
     .unwrap();
 }
 
+/// `name`, dead-lettering through direct exchange `dlx` into `<name>.dlq`.
+async fn queue_with_dlq(ch: &Channel, name: &str) {
+    exchange(ch, "dlx", ExchangeKind::Direct).await;
+    let dlq = format!("{name}.dlq");
+    queue(ch, &dlq, FieldTable::default()).await;
+    bind(ch, &dlq, "dlx", name).await;
+    let mut args = FieldTable::default();
+    args.insert(
+        "x-dead-letter-exchange".into(),
+        AMQPValue::LongString("dlx".into()),
+    );
+    args.insert(
+        "x-dead-letter-routing-key".into(),
+        AMQPValue::LongString(name.into()),
+    );
+    queue(ch, name, args).await;
+}
+
 /// Publishes probes until the tap shows one: the tap is then live.
 async fn wait_until_tapped(log: &ObservationLog, ch: &Channel) {
     exchange(ch, "probe", ExchangeKind::Fanout).await;
@@ -272,19 +290,7 @@ async fn an_unroutable_message_is_recognisable_and_a_full_pipeline_drops_and_cou
 async fn a_dead_letter_nobody_consumes_is_reported_with_its_reason_and_stays() {
     let vhost = TestVhost::create().await.unwrap();
     let (_conn, ch) = connect(&vhost, "test-app").await;
-    exchange(&ch, "dlx", ExchangeKind::Direct).await;
-    queue(&ch, "work.dlq", FieldTable::default()).await;
-    bind(&ch, "work.dlq", "dlx", "work").await;
-    let mut args = FieldTable::default();
-    args.insert(
-        "x-dead-letter-exchange".into(),
-        AMQPValue::LongString("dlx".into()),
-    );
-    args.insert(
-        "x-dead-letter-routing-key".into(),
-        AMQPValue::LongString("work".into()),
-    );
-    queue(&ch, "work", args).await;
+    queue_with_dlq(&ch, "work").await;
     publish(
         &ch,
         "",
@@ -360,19 +366,7 @@ async fn a_dead_letter_nobody_consumes_is_reported_with_its_reason_and_stays() {
 async fn the_poller_reads_exact_depths_within_two_seconds_and_dead_letter_topology() {
     let vhost = TestVhost::create().await.unwrap();
     let (_conn, ch) = connect(&vhost, "test-app").await;
-    exchange(&ch, "dlx", ExchangeKind::Direct).await;
-    queue(&ch, "orders.dlq", FieldTable::default()).await;
-    bind(&ch, "orders.dlq", "dlx", "orders").await;
-    let mut args = FieldTable::default();
-    args.insert(
-        "x-dead-letter-exchange".into(),
-        AMQPValue::LongString("dlx".into()),
-    );
-    args.insert(
-        "x-dead-letter-routing-key".into(),
-        AMQPValue::LongString("orders".into()),
-    );
-    queue(&ch, "orders", args).await;
+    queue_with_dlq(&ch, "orders").await;
 
     let management = ManagementConfig {
         topology_interval_ms: 500,

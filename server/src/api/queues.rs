@@ -152,24 +152,19 @@ pub async fn redrive(
     let report = dlq_actions::redrive(&state.broker, &vhost, &queue, &request)
         .await
         .map_err(action_error)?;
-    state
-        .live
-        .write()
-        .expect("live lock")
-        .traffic
-        .clear_dead_letters(&vhost, &queue);
-    state.audit.record(AuditEntry {
-        at_unix_us: now_unix_us(),
-        who: caller.name,
-        action: "redrive".into(),
+    let detail = request
+        .message_id
+        .map(|id| format!("message {id}"))
+        .unwrap_or_else(|| "all".into());
+    after_action(
+        &state,
+        caller,
+        "redrive",
         vhost,
         queue,
-        count: report.moved,
-        detail: request
-            .message_id
-            .map(|id| format!("message {id}"))
-            .unwrap_or_else(|| "all".into()),
-    });
+        report.moved,
+        detail,
+    );
     Ok(Json(
         serde_json::to_value(report).expect("reports serialize"),
     ))
@@ -183,6 +178,20 @@ pub async fn purge(
     let count = dlq_actions::purge(&state.broker, &vhost, &queue)
         .await
         .map_err(action_error)?;
+    after_action(&state, caller, "purge", vhost, queue, count, String::new());
+    Ok(Json(json!({ "purged": count })))
+}
+
+/// After a redrive or purge: the dead letters shown are stale; the action is audited.
+fn after_action(
+    state: &AppState,
+    caller: Caller,
+    action: &str,
+    vhost: String,
+    queue: String,
+    count: u64,
+    detail: String,
+) {
     state
         .live
         .write()
@@ -192,11 +201,10 @@ pub async fn purge(
     state.audit.record(AuditEntry {
         at_unix_us: now_unix_us(),
         who: caller.name,
-        action: "purge".into(),
+        action: action.into(),
         vhost,
         queue,
         count,
-        detail: String::new(),
+        detail,
     });
-    Ok(Json(json!({ "purged": count })))
 }
