@@ -2,9 +2,10 @@
 //! (`scripts/build-ui` writes `dist/`), `index.html` for client-side routes,
 //! and 404 for a missing static file (never `index.html` for a missing script).
 //!
-//! A file with a gzipped sibling (`pkg/app_bg.wasm.gz`, written by
-//! `scripts/build-ui`) is answered compressed, `Content-Encoding: gzip` with
-//! the original content type, to clients that accept gzip.
+//! A file with a precompressed sibling (`pkg/app_bg.wasm.br` or `.gz`, written
+//! by `scripts/build-ui`) is answered compressed, with the original content
+//! type: brotli to clients that accept `br` (every current browser does, on
+//! plain HTTP to localhost too), else gzip to clients that accept gzip.
 
 use std::path::{Path, PathBuf};
 
@@ -14,9 +15,9 @@ use axum::response::{Html, IntoResponse, Response};
 
 /// Extensions of static files: a missing one is a 404, not the app. Other
 /// dotted paths (`/queues/%2F/payment.orders`) are client-side routes.
-const STATIC_EXTENSIONS: [&str; 14] = [
-    "js", "mjs", "wasm", "css", "html", "map", "json", "png", "svg", "ico", "txt", "gz", "woff",
-    "woff2",
+const STATIC_EXTENSIONS: [&str; 15] = [
+    "js", "mjs", "wasm", "css", "html", "map", "json", "png", "svg", "ico", "txt", "gz", "br",
+    "woff", "woff2",
 ];
 
 /// `api` plus the UI from `assets` (when given and present).
@@ -28,7 +29,7 @@ pub fn with_assets(api: Router, assets: Option<&Path>) -> Router {
             api.fallback(move |uri: Uri, headers: HeaderMap| {
                 let index = index.clone();
                 let files = files.clone();
-                async move { serve(&files, uri.path(), accepts_gzip(&headers), index).await }
+                async move { serve(&files, uri.path(), &accepted(&headers), index).await }
             })
         }
         None => api.fallback(|| async {
@@ -37,19 +38,34 @@ pub fn with_assets(api: Router, assets: Option<&Path>) -> Router {
     }
 }
 
-/// Whether `Accept-Encoding` lists gzip (without `q=0`).
-fn accepts_gzip(headers: &HeaderMap) -> bool {
-    headers
+/// The precompressed encodings we serve, best first: (coding, file suffix).
+const ENCODINGS: [(&str, &str); 2] = [("br", "br"), ("gzip", "gz")];
+
+/// The codings of [`ENCODINGS`] that `Accept-Encoding` lists (without `q=0`), best first.
+fn accepted(headers: &HeaderMap) -> Vec<&'static str> {
+    let items: Vec<(String, bool)> = headers
         .get_all(header::ACCEPT_ENCODING)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .any(|item| {
+        .map(|item| {
             let mut parts = item.split(';').map(str::trim);
-            let coding = parts.next().unwrap_or("");
+            let coding = parts.next().unwrap_or("").to_ascii_lowercase();
             let refused = parts.any(|p| p.replace(' ', "") == "q=0");
-            (coding.eq_ignore_ascii_case("gzip") || coding == "*") && !refused
+            (coding, refused)
         })
+        .collect();
+    ENCODINGS
+        .iter()
+        .filter(|(coding, _)| {
+            let named = items.iter().find(|(c, _)| c == coding);
+            match named {
+                Some((_, refused)) => !refused,
+                None => items.iter().any(|(c, refused)| c == "*" && !refused),
+            }
+        })
+        .map(|(coding, _)| *coding)
+        .collect()
 }
 
 fn content_type(file: &Path) -> &'static str {
@@ -65,9 +81,11 @@ fn content_type(file: &Path) -> &'static str {
     }
 }
 
-fn gzipped(file: &Path) -> PathBuf {
+/// `file` with `.<suffix>` appended (`app_bg.wasm` → `app_bg.wasm.br`).
+fn sibling(file: &Path, suffix: &str) -> PathBuf {
     let mut name = file.as_os_str().to_owned();
-    name.push(".gz");
+    name.push(".");
+    name.push(suffix);
     PathBuf::from(name)
 }
 
@@ -79,7 +97,7 @@ fn is_static_file(relative: &str) -> bool {
             .is_some_and(|e| STATIC_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
 }
 
-async fn serve(dir: &Path, path: &str, gzip: bool, index: String) -> Response {
+async fn serve(dir: &Path, path: &str, accepted: &[&'static str], index: String) -> Response {
     let relative = path.trim_start_matches('/');
     if relative.split('/').any(|part| part == "..") {
         return StatusCode::BAD_REQUEST.into_response();
@@ -88,14 +106,15 @@ async fn serve(dir: &Path, path: &str, gzip: bool, index: String) -> Response {
     if !relative.is_empty() && file.is_file() {
         let mime = content_type(&file);
         let vary = (header::VARY, HeaderValue::from_static("accept-encoding"));
-        let compressed = gzipped(&file);
-        if gzip
-            && compressed.is_file()
-            && let Ok(bytes) = tokio::fs::read(&compressed).await
-        {
-            let encoding = (header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
-            let mime = (header::CONTENT_TYPE, HeaderValue::from_static(mime));
-            return ([mime, encoding, vary], bytes).into_response();
+        for (coding, suffix) in ENCODINGS.iter().filter(|(c, _)| accepted.contains(c)) {
+            let compressed = sibling(&file, suffix);
+            if compressed.is_file()
+                && let Ok(bytes) = tokio::fs::read(&compressed).await
+            {
+                let encoding = (header::CONTENT_ENCODING, HeaderValue::from_static(coding));
+                let mime = (header::CONTENT_TYPE, HeaderValue::from_static(mime));
+                return ([mime, encoding, vary], bytes).into_response();
+            }
         }
         let Ok(bytes) = tokio::fs::read(&file).await else {
             return StatusCode::NOT_FOUND.into_response();
@@ -123,6 +142,7 @@ mod tests {
         std::fs::write(dir.join("index.html"), "<!doctype html><p>app</p>").unwrap();
         std::fs::write(dir.join("pkg/app_bg.wasm"), b"\0asm raw").unwrap();
         std::fs::write(dir.join("pkg/app_bg.wasm.gz"), b"gzipped bytes").unwrap();
+        std::fs::write(dir.join("pkg/app_bg.wasm.br"), b"brotli bytes").unwrap();
         std::fs::write(dir.join("style.css"), "body{}").unwrap();
         dir
     }
@@ -146,18 +166,24 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn precompressed_files_go_to_clients_that_accept_gzip() {
+    async fn precompressed_files_go_to_clients_that_accept_them_brotli_first() {
         let app = with_assets(Router::new(), Some(&assets()));
-        let zipped = get(&app, "/pkg/app_bg.wasm", Some("gzip, deflate, br")).await;
-        assert_eq!(zipped.status(), StatusCode::OK);
+        let brotli = get(&app, "/pkg/app_bg.wasm", Some("gzip, deflate, br, zstd")).await;
+        assert_eq!(brotli.status(), StatusCode::OK);
+        assert_eq!(brotli.headers()[header::CONTENT_ENCODING], "br");
+        assert_eq!(brotli.headers()[header::CONTENT_TYPE], "application/wasm");
+        assert_eq!(body(brotli).await, b"brotli bytes");
+
+        let zipped = get(&app, "/pkg/app_bg.wasm", Some("gzip, deflate")).await;
         assert_eq!(zipped.headers()[header::CONTENT_ENCODING], "gzip");
-        assert_eq!(zipped.headers()[header::CONTENT_TYPE], "application/wasm");
         assert_eq!(body(zipped).await, b"gzipped bytes");
+        let no_br = get(&app, "/pkg/app_bg.wasm", Some("br;q=0, *")).await;
+        assert_eq!(no_br.headers()[header::CONTENT_ENCODING], "gzip");
 
         let raw = get(&app, "/pkg/app_bg.wasm", None).await;
         assert!(raw.headers().get(header::CONTENT_ENCODING).is_none());
         assert_eq!(body(raw).await, b"\0asm raw");
-        let refused = get(&app, "/pkg/app_bg.wasm", Some("gzip;q=0, br")).await;
+        let refused = get(&app, "/pkg/app_bg.wasm", Some("gzip;q=0, br; q=0")).await;
         assert!(refused.headers().get(header::CONTENT_ENCODING).is_none());
 
         let css = get(&app, "/style.css", Some("gzip")).await;
