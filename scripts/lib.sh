@@ -61,6 +61,20 @@ ensure_cmd() {
     command -v "$cmd" >/dev/null 2>&1 || die "$cmd still not found after installing $package"
 }
 
+# Makes sure headless Chromium and its WebDriver (chromedriver) are installed, for
+# the browser tests (tests/tests/browser.rs): installs the Debian packages
+# chromium and chromium-driver with apt-get when either command is missing.
+ensure_chromium() {
+    if command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; then
+        log "chromium and chromedriver are installed"
+        return 0
+    fi
+    log "chromium or chromedriver not found"
+    apt_install chromium chromium-driver
+    command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1 ||
+        die "chromium or chromedriver still not found after installing chromium and chromium-driver; the browser tests need both"
+}
+
 # Checks that cargo exists (adding ~/.cargo/bin to PATH when it is only there).
 ensure_rust() {
     if ! command -v cargo >/dev/null 2>&1 && [[ -x "$HOME/.cargo/bin/cargo" ]]; then

@@ -4,9 +4,12 @@
 //! machine's RabbitMQ, created through the management API and deleted after;
 //! [`shop::Shop`] runs the demo services as real OS processes (the `shop`
 //! binary); [`otlp::SpanSink`] is a real OTLP/gRPC receiver the services
-//! export their traces to.
+//! export their traces to; [`demo::Demo`] is `flowscope demo` as one real
+//! process; [`browser::Browser`] is a real headless Chromium over WebDriver.
 
 pub mod broker;
+pub mod browser;
+pub mod demo;
 pub mod observe;
 pub mod otlp;
 pub mod server;
