@@ -1,6 +1,10 @@
-//! The load generator: places random orders at a steady rate for a bounded time.
+//! The load generator: places random orders at a steady rate for a bounded
+//! time ([`run`], `shop load`), or at a rate changed at run time through a
+//! [`LoadControl`] ([`run_controlled`], `flowscope demo` and its demo page).
 
-use std::io::{IsTerminal, Write};
+mod control;
+mod progress;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -10,6 +14,11 @@ use rand::seq::IndexedRandom;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
+pub use self::control::{
+    LoadControl, MAX_ORDERS_AT_ONCE, PlacedOrders, check_count, check_rate, place_orders,
+    run_controlled,
+};
+use self::progress::Progress;
 use crate::events::LineItem;
 use crate::services::order::NewOrder;
 
@@ -123,117 +132,102 @@ pub fn random_order() -> NewOrder {
 
 /// Places orders until the duration ends or `cancel`, with a progress line on stderr.
 pub async fn run(args: &LoadArgs, cancel: CancellationToken) -> anyhow::Result<LoadSummary> {
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()?;
-    let url = format!("{}/orders", args.order_url.trim_end_matches('/'));
-    let placed = Arc::new(AtomicU64::new(0));
-    let failed = Arc::new(AtomicU64::new(0));
-    let mut skipped = 0;
-    let permits = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
+    let placer = Placer::new(&args.order_url)?;
     let started = Instant::now();
-    let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / args.rate));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut progress = Progress::new(args.rate, args.duration);
-    tracing::info!(%url, rate = args.rate, duration_s = args.duration.as_secs_f64(), "placing orders");
+    let mut tick = ticker(args.rate);
+    let mut progress = Progress::new(args.rate, Some(args.duration));
+    tracing::info!(url = %placer.url, rate = args.rate, duration_s = args.duration.as_secs_f64(), "placing orders");
     while started.elapsed() < args.duration {
         tokio::select! {
             _ = cancel.cancelled() => break,
             _ = tick.tick() => {}
         }
-        let Ok(permit) = permits.clone().try_acquire_owned() else {
-            skipped += 1;
-            continue;
-        };
-        let (client, url) = (client.clone(), url.clone());
-        let (placed_ref, failed_ref) = (placed.clone(), failed.clone());
-        tokio::spawn(async move {
-            let (placed, failed) = (placed_ref, failed_ref);
-            let outcome = client.post(&url).json(&random_order()).send().await;
-            match outcome {
-                Ok(resp) if resp.status().is_success() => placed.fetch_add(1, Ordering::Relaxed),
-                Ok(resp) => {
-                    tracing::warn!(status = %resp.status(), "order rejected");
-                    failed.fetch_add(1, Ordering::Relaxed)
-                }
-                Err(err) => {
-                    tracing::warn!(error = %err, "order request failed");
-                    failed.fetch_add(1, Ordering::Relaxed)
-                }
-            };
-            drop(permit);
-        });
-        progress.show(
-            started.elapsed(),
-            placed.load(Ordering::Relaxed),
-            failed.load(Ordering::Relaxed),
-        );
+        placer.place_or_skip();
+        progress.show(started.elapsed(), &placer);
     }
-    // Let requests in flight finish (bounded by the client timeout).
-    let _ = permits.acquire_many(MAX_IN_FLIGHT as u32).await;
-    let summary = LoadSummary {
-        num_placed: placed.load(Ordering::Relaxed),
-        num_failed: failed.load(Ordering::Relaxed),
-        num_skipped: skipped,
-    };
+    let summary = placer.finish().await;
     progress.finish(started.elapsed(), summary);
     Ok(summary)
 }
 
-/// The progress line: rewritten in place on a terminal, every 10 s otherwise.
-struct Progress {
-    rate: f64,
-    duration: Duration,
-    tty: bool,
-    last: Option<Instant>,
+/// A steady tick at `rate` per second that does not catch up after a stall.
+pub(crate) fn ticker(rate: f64) -> tokio::time::Interval {
+    let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / rate));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick
 }
 
-impl Progress {
-    fn new(rate: f64, duration: Duration) -> Self {
-        Self {
-            rate,
-            duration,
-            tty: std::io::stderr().is_terminal(),
-            last: None,
+/// Sends orders to the order API in the background, at most
+/// [`MAX_IN_FLIGHT`] at a time, and counts how they went.
+#[derive(Debug, Clone)]
+pub(crate) struct Placer {
+    client: reqwest::Client,
+    url: String,
+    permits: Arc<Semaphore>,
+    placed: Arc<AtomicU64>,
+    failed: Arc<AtomicU64>,
+    skipped: Arc<AtomicU64>,
+}
+
+impl Placer {
+    /// Orders go to `{order_url}/orders`.
+    pub(crate) fn new(order_url: &str) -> anyhow::Result<Self> {
+        Ok(Self {
+            client: reqwest::Client::builder()
+                .timeout(Duration::from_secs(10))
+                .build()?,
+            url: format!("{}/orders", order_url.trim_end_matches('/')),
+            permits: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
+            placed: Arc::default(),
+            failed: Arc::default(),
+            skipped: Arc::default(),
+        })
+    }
+
+    /// One order, unless [`MAX_IN_FLIGHT`] are already in flight (then it is skipped and counted).
+    pub(crate) fn place_or_skip(&self) {
+        match self.permits.clone().try_acquire_owned() {
+            Ok(permit) => self.spawn(permit),
+            Err(_) => {
+                self.skipped.fetch_add(1, Ordering::Relaxed);
+            }
         }
     }
 
-    fn show(&mut self, elapsed: Duration, placed: u64, failed: u64) {
-        let every = if self.tty {
-            Duration::from_millis(500)
-        } else {
-            Duration::from_secs(10)
-        };
-        if self.last.is_some_and(|t| t.elapsed() < every) {
-            return;
-        }
-        self.last = Some(Instant::now());
-        let line = format!(
-            "load: {placed} orders placed, {failed} failed, {:.1}/s (target {:.1}/s), {}s left",
-            placed as f64 / elapsed.as_secs_f64().max(0.001),
-            self.rate,
-            self.duration.saturating_sub(elapsed).as_secs()
-        );
-        let mut err = std::io::stderr();
-        if self.tty {
-            let _ = write!(err, "\r{line}\x1b[K");
-        } else {
-            let _ = writeln!(err, "{line}");
-        }
-        let _ = err.flush();
+    fn spawn(&self, permit: tokio::sync::OwnedSemaphorePermit) {
+        let (client, url) = (self.client.clone(), self.url.clone());
+        let (placed, failed) = (self.placed.clone(), self.failed.clone());
+        tokio::spawn(async move {
+            let outcome = client.post(&url).json(&random_order()).send().await;
+            let counter = match outcome {
+                Ok(resp) if resp.status().is_success() => &placed,
+                Ok(resp) => {
+                    tracing::warn!(status = %resp.status(), "order rejected");
+                    &failed
+                }
+                Err(err) => {
+                    tracing::warn!(error = %err, "order request failed");
+                    &failed
+                }
+            };
+            counter.fetch_add(1, Ordering::Relaxed);
+            drop(permit);
+        });
     }
 
-    fn finish(&self, elapsed: Duration, s: LoadSummary) {
-        if self.tty {
-            eprintln!();
+    /// The counts so far.
+    pub(crate) fn summary(&self) -> LoadSummary {
+        LoadSummary {
+            num_placed: self.placed.load(Ordering::Relaxed),
+            num_failed: self.failed.load(Ordering::Relaxed),
+            num_skipped: self.skipped.load(Ordering::Relaxed),
         }
-        eprintln!(
-            "load: done after {:.0}s: {} placed, {} failed, {} skipped (order API too slow)",
-            elapsed.as_secs_f64(),
-            s.num_placed,
-            s.num_failed,
-            s.num_skipped
-        );
+    }
+
+    /// Waits for the orders in flight (bounded by the client timeout), then counts.
+    pub(crate) async fn finish(&self) -> LoadSummary {
+        let _ = self.permits.acquire_many(MAX_IN_FLIGHT as u32).await;
+        self.summary()
     }
 }
 

@@ -17,7 +17,7 @@ use tokio::process::{Child, Command};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::ServiceArgs;
-use crate::load::{self, LoadArgs, parse_duration, parse_rate};
+use crate::load::{self, LoadArgs, LoadControl, parse_duration, parse_rate};
 use crate::runtime::shutdown_on_signal;
 use crate::topology::Service;
 
@@ -49,15 +49,21 @@ pub struct UpArgs {
 
 /// Runs the shop until Ctrl-C or SIGTERM.
 pub async fn up(args: &UpArgs, exe_prefix: &[&str]) -> anyhow::Result<()> {
-    run_shop(args, exe_prefix, shutdown_on_signal()).await
+    run_shop(args, exe_prefix, shutdown_on_signal(), None).await
 }
 
 /// Runs the shop until `shutdown`, then stops every service. `exe_prefix`
 /// is what this binary needs before a service name (`["shop"]` in `flowscope`).
+///
+/// With a `control`, the load generator always runs, at the control's rate
+/// (which may be 0), until `shutdown`; `args.rate` and `args.no_load` are
+/// then the caller's to turn into the control's first rate, and
+/// `args.duration` sets the rate to 0 when it is over, unless it was changed.
 pub async fn run_shop(
     args: &UpArgs,
     exe_prefix: &[&str],
     shutdown: CancellationToken,
+    control: Option<LoadControl>,
 ) -> anyhow::Result<()> {
     let exe = std::env::current_exe()?;
     let supervised: Vec<_> = Service::ALL
@@ -74,7 +80,7 @@ pub async fn run_shop(
         .collect();
 
     let order_url = format!("http://{}", args.service.http_addr);
-    let load = if args.no_load {
+    let load = if args.no_load && control.is_none() {
         None
     } else {
         let load_args = LoadArgs {
@@ -89,7 +95,19 @@ pub async fn run_shop(
                     "shop is up: order API {}, RabbitMQ UI http://127.0.0.1:15672 (guest/guest); Ctrl-C stops everything",
                     load_args.order_url
                 );
-                if let Err(err) = load::run(&load_args, stop).await {
+                let run = match control {
+                    Some(control) => {
+                        load::run_controlled(
+                            &load_args.order_url,
+                            control,
+                            load_args.duration,
+                            stop,
+                        )
+                        .await
+                    }
+                    None => load::run(&load_args, stop).await,
+                };
+                if let Err(err) = run {
                     tracing::error!(error = %err, "load generator failed");
                 }
             }

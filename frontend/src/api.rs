@@ -174,6 +174,63 @@ pub enum FaultCommand {
     Show,
 }
 
+/// `GET /api/ui-config`: what the server tells the UI about itself and the caller.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(default)]
+pub struct UiConfig {
+    /// The tracing UI's trace page, `{trace_id}` where the id goes.
+    pub trace_url_template: Option<String>,
+    pub demo: bool,
+    pub auth_required: bool,
+    pub user: String,
+    /// `viewer`, `operator` or `admin`.
+    pub role: String,
+}
+
+/// `GET /api/demo`: the demo shop as it stands.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(default)]
+pub struct DemoStatus {
+    /// The load generator's orders per second (0: stopped); none when not run here.
+    pub rate: Option<f64>,
+    pub can_place_orders: bool,
+    /// The fault switches, as the first service to answer has them.
+    pub faults: Option<Value>,
+    pub answered: Vec<String>,
+}
+
+/// `POST /api/demo/orders`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(default)]
+pub struct PlacedOrders {
+    pub placed: u64,
+    pub failed: u64,
+    pub order_ids: Vec<String>,
+}
+
+/// `PUT /api/demo/load`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+pub struct LoadRate {
+    pub rate: f64,
+}
+
+pub async fn ui_config() -> Result<UiConfig, String> {
+    get("/api/ui-config").await
+}
+
+pub async fn demo_status() -> Result<DemoStatus, String> {
+    get("/api/demo").await
+}
+
+pub async fn place_orders(count: u32) -> Result<PlacedOrders, String> {
+    post("/api/demo/orders", &serde_json::json!({ "count": count })).await
+}
+
+pub async fn set_load_rate(rate: f64) -> Result<LoadRate, String> {
+    let body = serde_json::json!({ "rate": rate }).to_string();
+    fetch("PUT", "/api/demo/load", Some(body)).await
+}
+
 pub async fn topology() -> Result<Topology, String> {
     get("/api/topology").await
 }
@@ -268,6 +325,11 @@ async fn fetch<T: DeserializeOwned>(
     headers
         .set("accept", "application/json")
         .map_err(|e| failed("headers", e))?;
+    if let Some(token) = crate::auth::stored_token() {
+        headers
+            .set("authorization", &crate::auth::bearer(&token))
+            .map_err(|e| failed("headers", e))?;
+    }
     if let Some(body) = &body {
         headers
             .set("content-type", "application/json")
@@ -289,17 +351,28 @@ async fn fetch<T: DeserializeOwned>(
         .as_string()
         .unwrap_or_default();
     if !response.ok() {
+        if response.status() == 401 {
+            crate::auth::note_unauthorized();
+        }
         return Err(error_message(response.status(), &text));
     }
     serde_json::from_str(&text).map_err(|e| format!("{method} {path}: unexpected answer: {e}"))
 }
 
-/// The sentence to show for a failed call: the server's `error`, else the status.
+/// The sentence to show for a failed call: the server's `error`, else the
+/// status; a 403 says which role the token has and which is needed.
 pub fn error_message(status: u16, body: &str) -> String {
-    serde_json::from_str::<Value>(body)
-        .ok()
-        .and_then(|v| v.get("error")?.as_str().map(str::to_owned))
-        .unwrap_or_else(|| format!("the server answered HTTP {status}"))
+    let json = serde_json::from_str::<Value>(body).ok();
+    let field = |name: &str| {
+        json.as_ref()
+            .and_then(|v| v.get(name)?.as_str().map(str::to_owned))
+    };
+    match (status, field("role"), field("needed")) {
+        (403, Some(role), Some(needed)) => {
+            format!("your token's role ({role}) cannot do this: it needs {needed}")
+        }
+        _ => field("error").unwrap_or_else(|| format!("the server answered HTTP {status}")),
+    }
 }
 
 #[cfg(test)]
@@ -349,5 +422,25 @@ mod tests {
             "no flow \"x\""
         );
         assert_eq!(error_message(502, "<html>"), "the server answered HTTP 502");
+        assert_eq!(
+            error_message(
+                403,
+                r#"{"error":"this needs the operator role; the token has viewer","role":"viewer","needed":"operator"}"#
+            ),
+            "your token's role (viewer) cannot do this: it needs operator"
+        );
+    }
+
+    #[test]
+    fn the_ui_config_and_demo_status_parse() {
+        let config: UiConfig = serde_json::from_str(
+            r#"{"trace_url_template":null,"demo":true,"auth_required":false,"user":"anonymous","role":"admin"}"#,
+        )
+        .unwrap();
+        assert_eq!((config.demo, config.role.as_str()), (true, "admin"));
+        let status: DemoStatus =
+            serde_json::from_str(r#"{"rate":0.0,"can_place_orders":true,"faults":{"decline_rate":0.2},"answered":["order"]}"#)
+                .unwrap();
+        assert_eq!(status.rate, Some(0.0));
     }
 }

@@ -147,9 +147,71 @@ pub fn flow_href(id: &str) -> String {
     format!("/flows/{}", path_segment(id))
 }
 
+/// The placeholder of a trace link template (`[ui] trace_url_template`).
+pub const TRACE_ID_PLACEHOLDER: &str = "{trace_id}";
+
+/// A trace's page in the tracing UI: the template with the id, URL-encoded.
+pub fn trace_href(template: &str, trace_id: &str) -> String {
+    template.replace(TRACE_ID_PLACEHOLDER, &path_segment(trace_id))
+}
+
+/// The flow list narrowed to one process-map variant (its steps in order).
+pub fn variant_href(steps: &[String]) -> String {
+    format!("/flows?variant={}", path_segment(&steps.join(",")))
+}
+
+/// A `?variant=` value back into its steps; blank: none.
+pub fn parse_variant(text: &str) -> Option<Vec<String>> {
+    let steps: Vec<String> = decode_segment(text)
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect();
+    (!steps.is_empty()).then_some(steps)
+}
+
+/// `1 message`, `3 messages`.
+pub fn count_of(n: u64, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn counts_are_pluralised() {
+        assert_eq!(count_of(1, "message", "messages"), "1 message");
+        assert_eq!(count_of(0, "message", "messages"), "0 messages");
+        assert_eq!(count_of(3, "message", "messages"), "3 messages");
+    }
+
+    #[test]
+    fn trace_links_encode_the_id_into_the_template() {
+        assert_eq!(
+            trace_href(
+                "http://localhost:16686/trace/{trace_id}",
+                "4bf92f3577b34da6"
+            ),
+            "http://localhost:16686/trace/4bf92f3577b34da6"
+        );
+        assert_eq!(
+            trace_href("https://t.example/x?id={trace_id}&a=1", "a b/&c"),
+            "https://t.example/x?id=a%20b%2F%26c&a=1"
+        );
+    }
+
+    #[test]
+    fn variants_round_trip_through_the_url() {
+        let steps = vec!["OrderPlaced".to_owned(), "Payment Failed".to_owned()];
+        let href = variant_href(&steps);
+        assert_eq!(href, "/flows?variant=OrderPlaced%2CPayment%20Failed");
+        let value = href.trim_start_matches("/flows?variant=");
+        assert_eq!(parse_variant(value), Some(steps.clone()));
+        assert_eq!(parse_variant("OrderPlaced,Payment Failed"), Some(steps));
+        assert_eq!(parse_variant(" , "), None);
+    }
 
     #[test]
     fn durations_read_naturally() {

@@ -5,6 +5,8 @@
 //!   messages into the [`state::DashboardState`] (a pure reducer, tested
 //!   natively), provided to every page as context.
 //! - [`api`]: the REST calls and their JSON.
+//! - [`auth`]: the bearer token (asked for on a 401, kept in localStorage)
+//!   and the server's UI config, as the [`auth::Session`] context.
 //! - [`routes`]: one file per page, each with its own URL.
 //! - [`layout`]: the pipeline diagram's geometry (pure).
 //! - [`format`], [`components`]: how numbers, times and small widgets look.
@@ -13,6 +15,7 @@
 //! text nodes, which Leptos escapes; nothing here sets inner HTML.
 
 pub mod api;
+pub mod auth;
 pub mod components;
 pub mod format;
 pub mod layout;
@@ -29,11 +32,13 @@ use crate::stream::{ConnectionState, use_live, use_live_stream};
 /// The whole app: the header, then the page of the URL.
 #[component]
 pub fn App() -> impl IntoView {
+    auth::provide_session();
     provide_context(use_live_stream());
     view! {
         <Router>
             <Header/>
             <main id="main">
+                <auth::SignIn/>
                 <Routes fallback=|| view! { <routes::NotFound/> }>
                     <Route path=path!("/") view=routes::pipeline::PipelinePage/>
                     <Route path=path!("/flows") view=routes::flows::FlowsPage/>
@@ -107,6 +112,7 @@ fn Header() -> impl IntoView {
                 <span class="dot" aria-hidden="true"></span>
                 {move || connection.get().label()}
             </span>
+            <auth::SessionBadge/>
             <ThemeToggle/>
         </header>
         <Show when=move || {

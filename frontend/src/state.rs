@@ -170,6 +170,8 @@ pub struct FlowFilter {
     pub status: Option<FlowStatus>,
     pub service: Option<String>,
     pub event_type: Option<String>,
+    /// A process-map variant: exactly these event types, in this order.
+    pub variant: Option<Vec<String>>,
     /// Part of the flow id, order key, trace id, current step or a service (any case).
     pub text: String,
 }
@@ -186,6 +188,7 @@ impl FlowFilter {
                 .event_type
                 .as_ref()
                 .is_none_or(|e| flow.event_types.contains(e))
+            && self.variant.as_ref().is_none_or(|v| flow.event_types == *v)
             && self.matches_text(flow)
     }
 

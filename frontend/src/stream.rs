@@ -147,7 +147,8 @@ fn connect(conn: &Shared, live: LiveStream) {
         return;
     }
     c.retired.clear();
-    let Ok(source) = EventSource::new(STREAM_PATH) else {
+    let url = crate::auth::stream_url(STREAM_PATH, crate::auth::stored_token().as_deref());
+    let Ok(source) = EventSource::new(&url) else {
         drop(c);
         schedule_reconnect(conn, live);
         return;
@@ -180,6 +181,8 @@ fn connect(conn: &Shared, live: LiveStream) {
         if let Some(conn) = weak.upgrade() {
             schedule_reconnect(&conn, live);
         }
+        // An EventSource cannot tell a refused token from a broken line: ask.
+        crate::auth::check_session();
     });
     for name in ["snapshot", "update"] {
         let _ = source.add_event_listener_with_callback(name, on_message.as_ref().unchecked_ref());

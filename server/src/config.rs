@@ -13,6 +13,9 @@
 //!
 //! [otlp]
 //! grpc_addr = "127.0.0.1:4317"
+//!
+//! [ui]
+//! trace_url_template = "http://localhost:16686/trace/{trace_id}"
 //! ```
 //!
 //! `FLOWSCOPE_BROKER_AMQP_URL=amqp://…` sets `broker.amqp_url`;
@@ -29,8 +32,18 @@ use serde::{Deserialize, Serialize};
 
 /// The file read when `--config` is not given, if it exists.
 pub const DEFAULT_CONFIG_FILE: &str = "flowscope.toml";
-/// Environment variables with the prefix that are not settings.
-const NOT_SETTINGS: &[&str] = &["FLOWSCOPE_CONFIG", "FLOWSCOPE_LOG", "FLOWSCOPE_PY_VENV"];
+/// Environment variables with the prefix that are not settings: flowscope's own
+/// (`--config`, logging) and those of its scripts, tests and benchmarks, which a
+/// shell that runs them may still have set.
+const NOT_SETTINGS: &[&str] = &[
+    "FLOWSCOPE_CONFIG",
+    "FLOWSCOPE_LOG",
+    "FLOWSCOPE_PY_VENV",
+    "FLOWSCOPE_BIN",
+    "FLOWSCOPE_ARTIFACTS_DIR",
+    "FLOWSCOPE_TOOLS_DIR",
+    "FLOWSCOPE_BENCH_JSON",
+];
 
 /// Everything configurable.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -46,6 +59,7 @@ pub struct Config {
     pub store: crate::store::StoreConfig,
     pub alerts: crate::alerts::AlertConfig,
     pub auth: crate::api::auth::AuthConfig,
+    pub ui: crate::api::ui_config::UiConfig,
 }
 
 /// The observation channel.
@@ -126,6 +140,7 @@ impl Config {
                 "pipeline.channel_capacity must be at least 1".into(),
             ));
         }
+        self.ui.validate().map_err(ConfigError::Invalid)?;
         if self.firehose.tap_max_length <= 0 {
             return Err(ConfigError::Invalid(
                 "firehose.tap_max_length must be positive: the tap queue is always bounded".into(),
@@ -240,6 +255,34 @@ mod tests {
         let mut value = toml::Value::try_from(Config::default()).unwrap();
         apply_env(&mut value, "FLOWSCOPE_SERVER_ASSETS_DIR", "dist").unwrap();
         assert_eq!(check(value).unwrap().server.assets_dir, Some("dist".into()));
+    }
+
+    #[test]
+    fn the_trace_link_template_comes_from_env_and_a_bad_one_is_refused() {
+        let mut value = toml::Value::try_from(Config::default()).unwrap();
+        apply_env(
+            &mut value,
+            "FLOWSCOPE_UI_TRACE_URL_TEMPLATE",
+            "http://localhost:16686/trace/{trace_id}",
+        )
+        .unwrap();
+        let config = check(value).unwrap();
+        assert_eq!(
+            config.ui.trace_url_template.as_deref(),
+            Some("http://localhost:16686/trace/{trace_id}")
+        );
+        assert_eq!(config.validate().map_err(|e| e.to_string()), Ok(()));
+        let typo = Config {
+            ui: crate::api::ui_config::UiConfig {
+                trace_url_template: Some("http://localhost:16686/trace/{traceId}".into()),
+            },
+            ..Default::default()
+        };
+        let err = typo.validate().unwrap_err().to_string();
+        assert!(
+            err.contains("ui.trace_url_template") && err.contains("{trace_id}"),
+            "{err}"
+        );
     }
 
     #[test]

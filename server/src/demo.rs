@@ -4,15 +4,17 @@
 //! with the demo shop's correlation rules (unless the configuration has its
 //! own), runs the five shop services as child processes of this binary
 //! (`flowscope shop <service>`) exporting traces to the server, and a load
-//! generator. Ctrl-C stops the shop first, then the server.
+//! generator whose rate the API (and so the demo page) can change, beside
+//! placing orders on demand. Ctrl-C stops the shop first, then the server.
 
 use std::time::Duration;
 
 use anyhow::Context;
 use flowscope_demo::config::ServiceArgs;
-use flowscope_demo::load::parse_duration;
+use flowscope_demo::load::{LoadControl, parse_duration};
 use flowscope_demo::supervisor::{UpArgs, run_shop};
 
+use crate::api::demo::DemoShop;
 use crate::config::Config;
 use crate::correlator::config::CorrelationConfig;
 
@@ -22,10 +24,11 @@ pub struct DemoArgs {
     /// Orders per second from the load generator (0.01 to 500).
     #[arg(long, default_value_t = 2.0, value_parser = flowscope_demo::load::parse_rate)]
     pub rate: f64,
-    /// How long the load generator runs (at most 24h); the shop keeps running after.
+    /// How long the load generator runs at --rate (at most 24h); then its rate is set to 0
+    /// (unless changed on the demo page meanwhile) and the shop keeps running.
     #[arg(long, default_value = "1h", value_parser = parse_duration)]
     pub duration: Duration,
-    /// Run the shop without the load generator.
+    /// Start with the load generator stopped (rate 0; the demo page can start it).
     #[arg(long)]
     pub no_load: bool,
     /// Where the shop services keep their SQLite databases.
@@ -55,7 +58,13 @@ pub async fn run(mut config: Config, args: DemoArgs) -> anyhow::Result<()> {
         .with_context(|| format!("RabbitMQ does not answer at {}; start it (scripts/demo does: it installs and starts RabbitMQ)", flowscope_collectors::config::redact_url(&config.broker.amqp_url)))?
         .close(200, "checked".into())
         .await?;
-    let server = crate::serve::start(config.clone(), Some(amqp_url_for(&config, &vhost))).await?;
+    let load = LoadControl::new(if args.no_load { 0.0 } else { args.rate });
+    let demo = DemoShop {
+        amqp_url: amqp_url_for(&config, &vhost),
+        order_url: Some(format!("http://{}", args.order_addr)),
+        load: Some(load.clone()),
+    };
+    let server = crate::serve::start_with_demo(config.clone(), Some(demo)).await?;
     let otlp = server
         .otlp_addrs
         .map(|(grpc, _)| format!("http://{grpc}"))
@@ -79,7 +88,7 @@ pub async fn run(mut config: Config, args: DemoArgs) -> anyhow::Result<()> {
         server.addr, server.addr, args.order_addr
     );
     let shutdown = crate::signals::shutdown_on_signal();
-    let shop_result = run_shop(&shop, &["shop"], shutdown.clone()).await;
+    let shop_result = run_shop(&shop, &["shop"], shutdown.clone(), Some(load)).await;
     server.stop().await;
     shop_result
 }

@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::alerts::AlertEngine;
 use crate::alerts::notify::Notifier;
-use crate::api::{self, AppState, auth::Auth};
+use crate::api::{self, AppState, auth::Auth, demo::DemoShop};
 use crate::audit::AuditLog;
 use crate::collect::Collectors;
 use crate::config::Config;
@@ -76,8 +76,17 @@ pub struct RunningServer {
     http_stop: CancellationToken,
 }
 
-/// Starts everything `config` asks for.
+/// Starts everything `config` asks for; with a demo shop's AMQP URL, its
+/// fault switches can be flipped through the API.
 pub async fn start(config: Config, demo_amqp_url: Option<String>) -> anyhow::Result<RunningServer> {
+    start_with_demo(config, demo_amqp_url.map(DemoShop::amqp_only)).await
+}
+
+/// Starts everything `config` asks for, beside the `demo` shop.
+pub async fn start_with_demo(
+    config: Config,
+    demo: Option<DemoShop>,
+) -> anyhow::Result<RunningServer> {
     let auth = Auth::load(&config.auth).map_err(anyhow::Error::msg)?;
     let mut correlator = Correlator::new(config.correlation.clone()).map_err(anyhow::Error::msg)?;
     let store = match config.store.url.as_str() {
@@ -103,7 +112,7 @@ pub async fn start(config: Config, demo_amqp_url: Option<String>) -> anyhow::Res
     let live = Arc::new(RwLock::new(Live::new(
         correlator,
         AlertEngine::new(config.alerts.clone()),
-        demo_amqp_url.is_some(),
+        demo.is_some(),
     )));
     let (bus, _) = broadcast::channel(1024);
     let (writer_handle, writer) = match &store {
@@ -135,7 +144,8 @@ pub async fn start(config: Config, demo_amqp_url: Option<String>) -> anyhow::Res
         auth,
         broker: config.broker.clone(),
         audit: Arc::new(AuditLog::new(config.server.audit_file.clone())),
-        demo_amqp_url,
+        demo,
+        ui: config.ui.clone(),
         shutdown: CancellationToken::new(),
     };
     let app = crate::ui::with_assets(

@@ -57,7 +57,8 @@ fn app() -> axum::Router {
         auth: Auth::default(),
         broker: Default::default(),
         audit: Arc::new(AuditLog::new(None)),
-        demo_amqp_url: None,
+        demo: None,
+        ui: Default::default(),
         shutdown: Default::default(),
     })
 }

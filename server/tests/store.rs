@@ -428,6 +428,17 @@ async fn a_batch_reads_back_through_every_query(db: TestDb) {
         ..Default::default()
     };
     assert_eq!(ids(&store, by_event).await, (vec!["flow-2".into()], 1));
+    let by_variant = |steps: &[&str]| FlowFilter {
+        variant: Some(steps.iter().map(|s| s.to_string()).collect()),
+        ..Default::default()
+    };
+    let declined = by_variant(&["OrderPlaced", "PaymentDeclined"]);
+    assert_eq!(ids(&store, declined).await, (vec!["flow-2".into()], 1));
+    assert_eq!(
+        ids(&store, by_variant(&["OrderPlaced"])).await.1,
+        0,
+        "a variant is the whole path, not a prefix"
+    );
 
     assert_eq!(
         ids(&store, text("order-3")).await,

@@ -1,12 +1,15 @@
-//! `/demo`: the demo shop's fault switches (shown when `stats.demo` is
-//! true). Each control posts a `FaultCommand` to `/api/demo/faults`; the
-//! page shows which services answered and the switches as they now stand.
+//! `/demo`: the demo shop's controls (shown when `stats.demo` is true):
+//! orders on demand and the load rate ([`super::demo_load`]), and the fault
+//! switches. Each switch posts a `FaultCommand` to `/api/demo/faults`; the
+//! page shows which services answered and the switches as they now stand
+//! (read from `GET /api/demo` when the page opens).
 
 use std::collections::BTreeMap;
 
 use leptos::prelude::*;
 use serde::Deserialize;
 
+use super::demo_load::LoadPanel;
 use crate::api::{self, FaultCommand};
 use crate::components::ErrorBox;
 use crate::format;
@@ -65,10 +68,32 @@ pub fn DemoPage() -> impl IntoView {
                 }
             });
         };
-    // The switches as they stand, once.
+    // The switches and the load rate as they stand (a viewer may read them too).
+    let rate = RwSignal::new(None::<f64>);
+    let refresh = move || {
+        leptos::task::spawn_local(async move {
+            match api::demo_status().await {
+                Ok(status) => {
+                    if let Some(state) = status
+                        .faults
+                        .and_then(|f| serde_json::from_value::<FaultState>(f).ok())
+                    {
+                        faults.set(state);
+                    }
+                    rate.set(status.rate);
+                    outcome.set(Some(Ok(if status.answered.is_empty() {
+                        "no service answered: is the shop running?".into()
+                    } else {
+                        format!("answered: {}", status.answered.join(", "))
+                    })));
+                }
+                Err(e) => outcome.set(Some(Err(e))),
+            }
+        });
+    };
     Effect::new(move |done: Option<bool>| {
         if done != Some(true) && demo.get() {
-            send(FaultCommand::Show);
+            refresh();
             return true;
         }
         done.unwrap_or(false)
@@ -85,7 +110,7 @@ pub fn DemoPage() -> impl IntoView {
             >
                 <div class="toolbar">
                     <button on:click=move |_| send(FaultCommand::Reset)>"Reset every fault"</button>
-                    <button on:click=move |_| send(FaultCommand::Show)>"Refresh"</button>
+                    <button on:click=move |_| refresh()>"Refresh"</button>
                     <span role="status">
                         {move || outcome.get().map(|o| match o {
                             Ok(text) => view! { <span class="muted">{text}</span> }.into_any(),
@@ -94,6 +119,7 @@ pub fn DemoPage() -> impl IntoView {
                     </span>
                 </div>
                 <div class="demo-grid">
+                    <LoadPanel rate=rate/>
                     <div class="panel">
                         <h3>"Business faults"</h3>
                         <RateControl

@@ -10,6 +10,7 @@ use leptos_router::hooks::use_params_map;
 
 use super::flow_diagrams::{SequenceDiagram, Waterfall};
 use crate::api;
+use crate::auth::use_session;
 use crate::components::{ErrorBox, Loading, StatusBadge};
 use crate::format;
 use crate::stream::use_live;
@@ -92,6 +93,7 @@ fn FlowView(detail: FlowDetail) -> impl IntoView {
                 <span>"services: " {s.services.join(", ")}</span>
                 {(!s.trace_ids.is_empty()).then(|| view! { <span>"trace " <code>{s.trace_ids.join(", ")}</code></span> })}
             </div>
+            <TraceLinks trace_ids=s.trace_ids.clone()/>
         </div>
         <div class="panel">
             <h2>"Sequence"</h2>
@@ -116,6 +118,35 @@ fn FlowView(detail: FlowDetail) -> impl IntoView {
             {messages.into_iter().map(|m| view! { <MessageView message=m/> }).collect_view()}
             {(hidden > 0).then(|| view! { <p class="muted">{format!("{hidden} more messages not listed")}</p> })}
         </div>
+    }
+}
+
+/// "Open in trace UI" per trace, when the server has a trace link template (`[ui]`).
+#[component]
+fn TraceLinks(trace_ids: Vec<String>) -> impl IntoView {
+    let session = use_session();
+    let template = Memo::new(move |_| {
+        session
+            .config
+            .with(|c| c.as_ref().and_then(|c| c.trace_url_template.clone()))
+    });
+    move || {
+        let template = template.get()?;
+        let many = trace_ids.len() > 1;
+        Some(view! {
+            <p class="trace-links">
+                {trace_ids.iter().map(|id| {
+                    let label = if many {
+                        format!("Open trace {} in trace UI", id.chars().take(8).collect::<String>())
+                    } else {
+                        "Open in trace UI".to_owned()
+                    };
+                    view! {
+                        <a href=format::trace_href(&template, id) target="_blank" rel="noopener noreferrer">{label}" ↗"</a>" "
+                    }
+                }).collect_view()}
+            </p>
+        })
     }
 }
 

@@ -1,6 +1,8 @@
 //! `/flows`: the live flow list. Filter by status (also `?status=` in the
-//! URL), service and event type; type to narrow, press Enter to look an
-//! order id, message id or trace id up on the server; pause live updates.
+//! URL), service and event type, or to one process-map variant
+//! (`?variant=A,B,C`: exactly that path, linked from the process map);
+//! type to narrow, press Enter to look an order id, message id or trace id
+//! up on the server; pause live updates.
 
 use flowscope_model::FlowSummary;
 use leptos::prelude::*;
@@ -28,11 +30,17 @@ pub fn FlowsPage() -> impl IntoView {
     );
     let service = RwSignal::new(query.with_untracked(|q| q.get("service")));
     let event_type = RwSignal::new(query.with_untracked(|q| q.get("event_type")));
+    let variant = RwSignal::new(
+        query
+            .with_untracked(|q| q.get("variant"))
+            .and_then(|v| format::parse_variant(&v)),
+    );
     let text = RwSignal::new(query.with_untracked(|q| q.get("q")).unwrap_or_default());
     let filter = Memo::new(move |_| FlowFilter {
         status: status.get(),
         service: service.get(),
         event_type: event_type.get(),
+        variant: variant.get(),
         text: text.get(),
     });
     // Paused: the flows as they were, still filterable; updates keep arriving underneath.
@@ -69,6 +77,7 @@ pub fn FlowsPage() -> impl IntoView {
                 <Search text=text/>
                 <ServiceFilter service=service/>
                 <EventTypeFilter event_type=event_type/>
+                <VariantFilter variant=variant/>
                 <button on:click=toggle_pause aria-pressed=move || frozen.with(Option::is_some).to_string()>
                     {move || if frozen.with(Option::is_some) { "Resume live updates" } else { "Pause live updates" }}
                 </button>
@@ -207,6 +216,21 @@ fn EventTypeFilter(event_type: RwSignal<Option<String>>) -> impl IntoView {
                 </For>
             </select>
         </label>
+    }
+}
+
+/// The process-map variant the list is narrowed to (from `?variant=`), and a way out.
+#[component]
+fn VariantFilter(variant: RwSignal<Option<Vec<String>>>) -> impl IntoView {
+    move || {
+        variant.get().map(|steps| {
+            view! {
+                <span class="chip">
+                    "path: " {steps.join(" → ")} " "
+                    <button on:click=move |_| variant.set(None) aria-label="Show every path">"✕"</button>
+                </span>
+            }
+        })
     }
 }
 

@@ -2,6 +2,7 @@
 
 pub mod alerts;
 pub mod demo;
+mod demo_load;
 pub mod flow;
 mod flow_diagrams;
 pub mod flows;

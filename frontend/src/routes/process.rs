@@ -1,6 +1,7 @@
 //! `/process`: the process map learned from the flows (`GET /api/process-map`):
 //! event types left to right as they follow each other, transitions with
-//! counts and p50/p95 latencies, and the variants with their shares.
+//! counts and p50/p95 latencies, and the variants with their shares (each
+//! links to its flows: `/flows?variant=…`).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -186,7 +187,11 @@ fn Variants(variants: Vec<ProcessVariant>) -> impl IntoView {
             <tbody>
                 {variants.into_iter().take(MAX_VARIANTS).map(|v| view! {
                     <tr>
-                        <td>{v.steps.join(" → ")}</td>
+                        <td>
+                            <A href=format::variant_href(&v.steps) attr:title="List the flows that took this path">
+                                {v.steps.join(" → ")}
+                            </A>
+                        </td>
                         <td class="num">{v.count}</td>
                         <td>
                             <span class="share-bar" style=format!("width: {:.0}px", v.share * 120.0)></span>

@@ -141,7 +141,13 @@ fn DepthChart(points: Vec<HistoryPoint>, window_secs: i64) -> impl IntoView {
     let times = (0..=4)
         .map(|i| {
             let t = t0 + (t1 - t0) * i / 4;
-            view! { <text class="axis" x=x(t) y=H - 6.0 text-anchor="middle">{format::clock(t)[..8].to_owned()}</text> }
+            // The first and last labels align to the plot's edges so that they are never cut off.
+            let anchor = match i {
+                0 => "start",
+                4 => "end",
+                _ => "middle",
+            };
+            view! { <text class="axis" x=x(t) y=H - 6.0 text-anchor=anchor>{format::clock(t)[..8].to_owned()}</text> }
         })
         .collect_view();
     view! {
@@ -224,7 +230,7 @@ fn DeadLetterPanel(
                     <p class="muted">"No dead letters seen in this queue (flowscope lists those delivered or inspected since it started)."</p>
                 }.into_any(),
                 Some(Ok(d)) => view! {
-                    <p class="muted">{format!("{} messages", d.count)}</p>
+                    <p class="muted">{format::count_of(d.count as u64, "message", "messages")}</p>
                     {d.groups.into_iter().map(|g| view! { <GroupView group=g vhost=vhost name=name result=result refresh=refresh/> }).collect_view()}
                 }.into_any(),
             }}

@@ -292,6 +292,23 @@ fn the_filter_narrows_by_status_service_event_type_and_text() {
         ..Default::default()
     };
     assert_eq!(ids(&event), ["f3"]);
+    let path = state
+        .flows
+        .iter()
+        .find(|f| f.id == "f3")
+        .unwrap()
+        .event_types
+        .clone();
+    let variant = FlowFilter {
+        variant: Some(path.clone()),
+        ..Default::default()
+    };
+    assert_eq!(ids(&variant), ["f3"], "exactly that path: {path:?}");
+    let prefix = FlowFilter {
+        variant: Some(path[..1].to_vec()),
+        ..Default::default()
+    };
+    assert_eq!(ids(&prefix), ["f2", "f1"], "a variant is the whole path");
     let text = FlowFilter {
         text: " ORDER-F1 ".into(),
         ..Default::default()

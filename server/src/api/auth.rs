@@ -56,6 +56,12 @@ pub struct AuthConfig {
     pub token_file: Option<PathBuf>,
 }
 
+/// The EventSource's token, in the query.
+#[derive(Deserialize)]
+struct TokenQuery {
+    access_token: Option<String>,
+}
+
 /// Who called.
 #[derive(Debug, Clone)]
 pub struct Caller {
@@ -123,11 +129,10 @@ impl Auth {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
             .map(str::to_owned);
-        let query = request.uri().query().and_then(|q| {
-            q.split('&')
-                .find_map(|kv| kv.strip_prefix("access_token="))
-                .map(str::to_owned)
-        });
+        // Percent-decoded, as a browser encodes it.
+        let query = axum::extract::Query::<TokenQuery>::try_from_uri(request.uri())
+            .ok()
+            .and_then(|q| q.0.access_token);
         header
             .or(query)
             .and_then(|t| self.tokens.get(t.trim()).cloned())
@@ -161,11 +166,9 @@ pub async fn require(State(auth): State<Auth>, mut request: Request, next: Next)
             caller.role
         )
         .to_lowercase();
-        return ApiError {
-            status: StatusCode::FORBIDDEN,
-            message,
-        }
-        .into_response();
+        // `role` and `needed` let the UI say what the token may not do.
+        let body = serde_json::json!({ "error": message, "role": caller.role, "needed": needed });
+        return (StatusCode::FORBIDDEN, axum::Json(body)).into_response();
     }
     request.extensions_mut().insert(caller);
     next.run(request).await

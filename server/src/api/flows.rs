@@ -25,6 +25,8 @@ pub struct FlowQuery {
     status: Option<String>,
     service: Option<String>,
     event_type: Option<String>,
+    /// A process-map variant: event types in order, comma-separated.
+    variant: Option<String>,
     /// Free text: an order key, message id, trace id or flow id.
     q: Option<String>,
     since: Option<i64>,
@@ -41,6 +43,17 @@ fn parse_status(status: &str) -> ApiResult<FlowStatus> {
     })
 }
 
+/// `OrderPlaced,PaymentProcessed` → the steps; blank → no filter.
+fn parse_variant(text: &str) -> Option<Vec<String>> {
+    let steps: Vec<String> = text
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect();
+    (!steps.is_empty()).then_some(steps)
+}
+
 pub async fn list(
     State(state): State<AppState>,
     Query(query): Query<FlowQuery>,
@@ -55,6 +68,7 @@ pub async fn list(
         status: query.status.as_deref().map(parse_status).transpose()?,
         service: query.service,
         event_type: query.event_type,
+        variant: query.variant.as_deref().and_then(parse_variant),
         text: query.q,
         since_unix_us: query.since,
         until_unix_us: query.until,
@@ -80,6 +94,7 @@ fn live_page(state: &AppState, f: &FlowFilter) -> Page<FlowSummary> {
                 .as_ref()
                 .is_none_or(|x| s.event_types.contains(x))
         })
+        .filter(|s| f.variant.as_ref().is_none_or(|v| s.event_types == *v))
         .filter(|s| f.since_unix_us.is_none_or(|t| s.started_unix_us >= t))
         .filter(|s| f.until_unix_us.is_none_or(|t| s.started_unix_us <= t))
         .filter(|s| {

@@ -1,18 +1,14 @@
-//! Topology, alerts, audit, demo controls, the stream, metrics, health, OpenAPI.
+//! Topology, alerts, audit, the stream, metrics, health, OpenAPI.
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use axum::Json;
 use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
-use axum::{Extension, Json};
-use flowscope_model::now_unix_us;
 use serde_json::{Value, json};
 
 use super::AppState;
-use super::auth::Caller;
-use super::error::{ApiError, ApiResult};
-use crate::audit::AuditEntry;
 
 pub async fn topology(State(state): State<AppState>) -> Json<Value> {
     let live = state.live.read().expect("live lock");
@@ -88,36 +84,6 @@ pub async fn rules(State(state): State<AppState>) -> Json<Value> {
 
 pub async fn audit(State(state): State<AppState>) -> Json<Value> {
     Json(json!({ "entries": state.audit.recent() }))
-}
-
-/// Flips a demo shop fault switch (only while `flowscope demo` runs the shop).
-pub async fn demo_fault(
-    State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
-    Json(command): Json<flowscope_demo::faults::FaultCommand>,
-) -> ApiResult<Json<Value>> {
-    let Some(url) = &state.demo_amqp_url else {
-        return Err(ApiError::not_found(
-            "the demo shop is not running here (start it with `flowscope demo`)",
-        ));
-    };
-    let replies =
-        flowscope_demo::faults::send_command(url, command, std::time::Duration::from_millis(1500))
-            .await
-            .map_err(|e| ApiError::unavailable("the demo shop's control exchange", e))?;
-    if let Some(err) = replies.iter().find_map(|r| r.error.clone()) {
-        return Err(ApiError::bad_request(err));
-    }
-    state.audit.record(AuditEntry {
-        at_unix_us: now_unix_us(),
-        who: caller.name,
-        action: "demo_fault".into(),
-        vhost: String::new(),
-        queue: String::new(),
-        count: replies.len() as u64,
-        detail: serde_json::to_string(&command).unwrap_or_default(),
-    });
-    Ok(Json(json!({ "answered": replies })))
 }
 
 pub async fn stream(State(state): State<AppState>) -> impl IntoResponse {

@@ -20,7 +20,7 @@ pub mod process_map;
 pub mod propagation;
 pub mod status;
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use flowscope_model::{FlowDetail, FlowSummary, Observation, ProcessMap};
 
@@ -49,7 +49,8 @@ pub struct Correlator {
     learner: ProcessMapLearner,
     changed: BTreeSet<String>,
     removed: Vec<String>,
-    learned: BTreeSet<String>,
+    /// Flows the process map learned from, with how many events it saw.
+    learned: BTreeMap<String, usize>,
 }
 
 impl Correlator {
@@ -69,7 +70,7 @@ impl Correlator {
             learner: ProcessMapLearner::default(),
             changed: BTreeSet::new(),
             removed: Vec::new(),
-            learned: BTreeSet::new(),
+            learned: BTreeMap::new(),
         })
     }
 
@@ -268,15 +269,23 @@ impl Correlator {
                 (true, ended) => ended,
                 (false, _) => None,
             };
-            if (status.is_final() || status == flowscope_model::FlowStatus::Failed)
-                && self.learned.insert(id.clone())
-            {
+            if status.is_final() || status == flowscope_model::FlowStatus::Failed {
                 let events: Vec<(String, i64)> = flow
                     .messages_in_order()
                     .into_iter()
                     .filter_map(|(_, r)| Some((r.event_type()?.to_owned(), r.published_unix_us()?)))
                     .collect();
-                self.learner.learn(&id, &events);
+                // Learned once when it finishes; events after that (a
+                // cancellation after a failure) move it to its real variant.
+                let before = self.learned.get(&id).copied().unwrap_or(0);
+                if events.len() > before {
+                    if before == 0 {
+                        self.learner.learn(&id, &events);
+                    } else {
+                        self.learner.grow(&id, before, &events);
+                    }
+                    self.learned.insert(id.clone(), events.len());
+                }
             }
             let detail = flow.detail(hops);
             self.summaries.insert(id, detail.summary.clone());

@@ -40,10 +40,38 @@ impl ProcessMapLearner {
             return;
         }
         self.num_flows += 1;
-        for (kind, _) in events {
+        self.count_steps(events, 0);
+        self.add_to_variant(flow_id, variant_path(events));
+    }
+
+    /// A flow learned from its first `learned` events has grown to `events`
+    /// (a failure followed by its cancellation, say): counts the new steps
+    /// and transitions and moves the flow to the variant it now takes.
+    pub fn grow(&mut self, flow_id: &str, learned: usize, events: &[(String, i64)]) {
+        if learned == 0 || learned >= events.len() {
+            return;
+        }
+        self.count_steps(events, learned);
+        let (old, new) = (variant_path(&events[..learned]), variant_path(events));
+        if old == new {
+            return;
+        }
+        if let Some(v) = self.variants.get_mut(&old) {
+            v.count = v.count.saturating_sub(1);
+            v.examples.retain(|id| id != flow_id);
+            if v.count == 0 {
+                self.variants.remove(&old);
+            }
+        }
+        self.add_to_variant(flow_id, new);
+    }
+
+    /// Counts the steps of `events` from `from` on, and the transitions into them.
+    fn count_steps(&mut self, events: &[(String, i64)], from: usize) {
+        for (kind, _) in &events[from..] {
             *self.steps.entry(kind.clone()).or_default() += 1;
         }
-        for pair in events.windows(2) {
+        for pair in events[from.saturating_sub(1)..].windows(2) {
             let t = self
                 .transitions
                 .entry((pair[0].0.clone(), pair[1].0.clone()))
@@ -54,7 +82,9 @@ impl ProcessMapLearner {
             }
             t.latencies_us.push_back((pair[1].1 - pair[0].1).max(0));
         }
-        let path: Vec<String> = events.iter().map(|(k, _)| k.clone()).collect();
+    }
+
+    fn add_to_variant(&mut self, flow_id: &str, path: Vec<String>) {
         if self.variants.len() >= MAX_VARIANTS && !self.variants.contains_key(&path) {
             return;
         }
@@ -109,6 +139,19 @@ impl ProcessMapLearner {
     }
 }
 
+/// A variant's path: each event type once, where first published, as in
+/// the flow's `event_types`, so that `GET /api/flows?variant=` finds the
+/// variant's flows.
+fn variant_path(events: &[(String, i64)]) -> Vec<String> {
+    let mut path: Vec<String> = Vec::new();
+    for (kind, _) in events {
+        if !path.contains(kind) {
+            path.push(kind.clone());
+        }
+    }
+    path
+}
+
 fn percentile(sorted: &[i64], q: f64) -> i64 {
     if sorted.is_empty() {
         return 0;
@@ -156,5 +199,74 @@ mod tests {
             .find(|t| t.from == "OrderPlaced" && t.to == "PaymentProcessed")
             .unwrap();
         assert_eq!((t.count, t.p50_us, t.p99_us), (3, 11, 12));
+    }
+
+    #[test]
+    fn a_repeated_event_type_is_one_step_of_its_variant() {
+        let mut map = ProcessMapLearner::default();
+        map.learn(
+            "f1",
+            &ev(&[
+                ("OrderPlaced", 0),
+                ("PaymentFailed", 5),
+                ("PaymentFailed", 9),
+            ]),
+        );
+        let snap = map.snapshot();
+        assert_eq!(snap.variants[0].steps, ["OrderPlaced", "PaymentFailed"]);
+        assert_eq!(
+            snap.steps
+                .iter()
+                .find(|s| s.event_type == "PaymentFailed")
+                .unwrap()
+                .count,
+            2
+        );
+    }
+
+    #[test]
+    fn a_flow_that_grows_after_it_was_learned_moves_to_its_new_variant() {
+        let mut map = ProcessMapLearner::default();
+        let failed = ev(&[("OrderPlaced", 0), ("PaymentFailed", 5)]);
+        map.learn("f1", &failed);
+        map.learn("f2", &failed);
+        let cancelled = ev(&[
+            ("OrderPlaced", 0),
+            ("PaymentFailed", 5),
+            ("OrderCancelled", 9),
+        ]);
+        map.grow("f1", 2, &cancelled);
+        let snap = map.snapshot();
+        let counts: Vec<(usize, u64)> = snap
+            .variants
+            .iter()
+            .map(|v| (v.steps.len(), v.count))
+            .collect();
+        assert_eq!(
+            counts,
+            [(2, 1), (3, 1)],
+            "one flow each, still 2 flows in all"
+        );
+        let grown = snap.variants.iter().find(|v| v.steps.len() == 3).unwrap();
+        assert_eq!(grown.example_flow_ids, ["f1"]);
+        assert_eq!(grown.share, 0.5);
+        let t = snap
+            .transitions
+            .iter()
+            .find(|t| t.to == "OrderCancelled")
+            .unwrap();
+        assert_eq!((t.count, t.p50_us), (1, 4));
+        map.grow("f2", 2, &cancelled);
+        let snap = map.snapshot();
+        assert_eq!(snap.variants.len(), 1, "an emptied variant goes away");
+        assert_eq!((snap.variants[0].count, snap.variants[0].share), (2, 1.0));
+        assert_eq!(
+            snap.steps
+                .iter()
+                .find(|s| s.event_type == "OrderPlaced")
+                .unwrap()
+                .count,
+            2
+        );
     }
 }

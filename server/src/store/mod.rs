@@ -67,7 +67,9 @@ pub const MAX_FLOW_LIMIT: usize = 500;
 #[serde(deny_unknown_fields, default)]
 pub struct StoreConfig {
     /// `sqlite://<path>` (relative to the working directory, or
-    /// `sqlite:///abs/path`) or `postgres://user[:password]@host[:port]/db`.
+    /// `sqlite:///abs/path`) or `postgres://user[:password]@host[:port]/db`;
+    /// `none` stores nothing (flows live in memory only: correlation, the
+    /// live view and alerts still work; history and restarts do not).
     pub url: String,
     /// Rows older than this are deleted (0: kept until the size bound).
     pub retention_hours: u64,
@@ -158,6 +160,9 @@ pub struct FlowFilter {
     pub service: Option<String>,
     /// An event type seen in the flow (exact name).
     pub event_type: Option<String>,
+    /// A process-map variant: exactly these event types, in this order
+    /// (the flow's `event_types`).
+    pub variant: Option<Vec<String>>,
     /// A part of the flow's id or business key, or of one of its trace,
     /// message or correlation ids (case-insensitive).
     pub text: Option<String>,
