@@ -12,6 +12,9 @@ use crate::stream::use_live;
 
 /// Flows listed per group at most.
 const MAX_GROUP_FLOWS: usize = 12;
+/// Groups (places) shown at most, the largest first; the rest are summed up in one
+/// line, so that the page stays small with hundreds of stuck queues.
+const MAX_GROUPS: usize = 15;
 const REFRESH: Duration = Duration::from_secs(5);
 
 #[component]
@@ -39,7 +42,20 @@ pub fn StuckPage() -> impl IntoView {
                 Some(Ok(s)) if s.groups.is_empty() => view! {
                     <p class="panel muted">"Nothing is stuck."</p>
                 }.into_any(),
-                Some(Ok(s)) => s.groups.into_iter().map(|g| view! { <Group group=g/> }).collect_view().into_any(),
+                Some(Ok(s)) => {
+                    let mut groups = s.groups;
+                    groups.sort_by_key(|g| std::cmp::Reverse(g.count));
+                    let rest = groups.split_off(groups.len().min(MAX_GROUPS));
+                    let rest_flows: u64 = rest.iter().map(|g| g.count as u64).sum();
+                    view! {
+                        {groups.into_iter().map(|g| view! { <Group group=g/> }).collect_view()}
+                        {(!rest.is_empty()).then(|| view! {
+                            <p class="panel muted">
+                                {format!("and {} in {} more places, each with fewer stuck flows", format::count_of(rest_flows, "flow", "flows"), rest.len())}
+                            </p>
+                        })}
+                    }.into_any()
+                }
             }}
         </section>
     }
