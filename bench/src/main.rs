@@ -11,8 +11,8 @@ mod chart;
 mod freshness;
 mod measure;
 mod otlp;
-mod storage;
 mod rabbit;
+mod storage;
 mod tap;
 mod ui_load;
 
@@ -53,11 +53,9 @@ fn main() -> anyhow::Result<()> {
     match cli.bench {
         Bench::UiLoad(args) => rabbit::block_on(ui_load::run(args)),
         Bench::Tap(args) => rabbit::block_on(tap::run(args, cli.repeats, &rabbit::repo_root())),
-        Bench::Freshness(args) => rabbit::block_on(freshness::run(
-            args,
-            cli.repeats,
-            &rabbit::repo_root(),
-        )),
+        Bench::Freshness(args) => {
+            rabbit::block_on(freshness::run(args, cli.repeats, &rabbit::repo_root()))
+        }
         Bench::Alert(args) => rabbit::block_on(alert::run(args, &rabbit::repo_root())),
         Bench::Otlp(args) => rabbit::block_on(otlp::run(args, cli.repeats)),
         Bench::Storage(args) => rabbit::block_on(storage::run(args)),

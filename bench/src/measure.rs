@@ -121,7 +121,7 @@ pub fn median(values: &[f64]) -> f64 {
     }
     sorted.sort_by(f64::total_cmp);
     let mid = sorted.len() / 2;
-    if sorted.len() % 2 == 0 {
+    if sorted.len().is_multiple_of(2) {
         (sorted[mid - 1] + sorted[mid]) / 2.0
     } else {
         sorted[mid]
@@ -155,8 +155,16 @@ where
 {
     let (mut ra, mut rb) = (Vec::new(), Vec::new());
     for round in 0..repeats {
-        ra.push(a(round).await.with_context(|| format!("side A, round {}", round + 1))?);
-        rb.push(b(round).await.with_context(|| format!("side B, round {}", round + 1))?);
+        ra.push(
+            a(round)
+                .await
+                .with_context(|| format!("side A, round {}", round + 1))?,
+        );
+        rb.push(
+            b(round)
+                .await
+                .with_context(|| format!("side B, round {}", round + 1))?,
+        );
     }
     Ok((ra, rb))
 }

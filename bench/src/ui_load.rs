@@ -76,20 +76,35 @@ pub async fn run(args: UiLoadArgs) -> anyhow::Result<()> {
 
 async fn measure(args: &UiLoadArgs, dist: PathBuf) -> anyhow::Result<Vec<Row>> {
     let amqp = format!("{}/{VHOST}", args.amqp_url.trim_end_matches('/'));
-    let conn = Connection::connect_uri(amqp.parse().map_err(anyhow::Error::msg)?, ConnectionProperties::default())
-        .await
-        .with_context(|| format!("connecting to {}; is the private node up (scripts/bench-rabbitmq start)?", args.amqp_url))?;
+    let conn = Connection::connect_uri(
+        amqp.parse().map_err(anyhow::Error::msg)?,
+        ConnectionProperties::default(),
+    )
+    .await
+    .with_context(|| {
+        format!(
+            "connecting to {}; is the private node up (scripts/bench-rabbitmq start)?",
+            args.amqp_url
+        )
+    })?;
     let channel = conn.create_channel().await?;
     let queues: Vec<String> = (0..args.queues).map(|i| format!("ui.q{i:03}")).collect();
     let mut bounded = FieldTable::default();
     bounded.insert("x-max-length".into(), AMQPValue::LongInt(10_000));
     for queue in &queues {
         channel
-            .queue_declare(queue.as_str().into(), QueueDeclareOptions::default(), bounded.clone())
+            .queue_declare(
+                queue.as_str().into(),
+                QueueDeclareOptions::default(),
+                bounded.clone(),
+            )
             .await?;
     }
     let server = Server::start(args, dist).await?;
-    let publisher = Publisher { channel, queues: Arc::new(queues) };
+    let publisher = Publisher {
+        channel,
+        queues: Arc::new(queues),
+    };
     for order in 0..args.flows {
         publisher.publish(order, "OrderPlaced", order).await?;
     }
@@ -159,7 +174,12 @@ impl ViewFigures {
             goal: goal.into(),
         };
         vec![
-            row("live updates received", "/s", self.updates_per_sec, "10/s offered"),
+            row(
+                "live updates received",
+                "/s",
+                self.updates_per_sec,
+                "10/s offered",
+            ),
             row("long tasks (> 50 ms)", "", self.long_tasks, "0"),
             row("longest task", "ms", self.max_task_ms, "≤ 50 ms"),
             row("total blocking time", "ms", self.blocking_ms, "—"),
@@ -171,10 +191,20 @@ impl ViewFigures {
 
 /// Installs the observers once the page has settled, waits `secs`, then reads them.
 const OBSERVE_JS: &str = r#"
-window.__bench = { tasks: [], dom: [], updates: 0, started: performance.now() };
+window.__bench = { tasks: [], dom: [], updates: 0, started: performance.now(), calibration: null, seen: false };
 new PerformanceObserver(list => {
-  for (const e of list.getEntries()) window.__bench.tasks.push(e.duration);
+  for (const e of list.getEntries()) {
+    const c = window.__bench.calibration;
+    if (c && e.startTime >= c[0] - 1 && e.startTime <= c[1]) { window.__bench.seen = true; continue; }
+    window.__bench.tasks.push(e.duration);
+  }
 }).observe({ type: 'longtask' });
+// One deliberate 80 ms task: proves the observer sees long tasks here, and is not counted.
+setTimeout(() => {
+  const t = performance.now();
+  window.__bench.calibration = [t, t + 1000];
+  while (performance.now() - t < 80) {}
+}, 0);
 const es = new EventSource('/api/stream');
 es.onmessage = () => { window.__bench.updates += 1; };
 es.addEventListener('update', () => { window.__bench.updates += 1; });
@@ -191,10 +221,15 @@ clearInterval(b.timer);
 b.es.close();
 const secs = (performance.now() - b.started) / 1000;
 const rows = document.querySelectorAll('tr, li, [data-node], g.node').length;
-return { tasks: b.tasks, dom: b.dom, updates: b.updates, secs, rows };
+return { tasks: b.tasks, dom: b.dom, updates: b.updates, secs, rows, seen: b.seen };
 "#;
 
-async fn measure_view(browser: &Browser, base: &str, view: &str, secs: u64) -> anyhow::Result<ViewFigures> {
+async fn measure_view(
+    browser: &Browser,
+    base: &str,
+    view: &str,
+    secs: u64,
+) -> anyhow::Result<ViewFigures> {
     browser.goto(&format!("{base}{view}")).await?;
     browser.wait_css("main", Duration::from_secs(20)).await?;
     // Let the snapshot land and the first render finish: the steady state is what is measured.
@@ -203,15 +238,27 @@ async fn measure_view(browser: &Browser, base: &str, view: &str, secs: u64) -> a
     tokio::time::sleep(Duration::from_secs(secs)).await;
     let read = browser.js(READ_JS, vec![]).await?;
     let nums = |key: &str| -> Vec<f64> {
-        read[key].as_array().into_iter().flatten().filter_map(Value::as_f64).collect()
+        read[key]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_f64)
+            .collect()
     };
+    anyhow::ensure!(
+        read["seen"].as_bool() == Some(true),
+        "the browser did not report a deliberate 80 ms task: its long-task observer does not work here, so no figure would mean anything"
+    );
     let tasks = nums("tasks");
     let dom = nums("dom");
     let elapsed = read["secs"].as_f64().unwrap_or(secs as f64).max(0.001);
     Ok(ViewFigures {
         long_tasks: tasks.len() as f64,
         max_task_ms: tasks.iter().copied().fold(0.0, f64::max),
-        blocking_ms: tasks.iter().map(|d| (d - 50.0).max(0.0)).sum(),
+        blocking_ms: tasks
+            .iter()
+            .map(|d| (d - 50.0).max(0.0))
+            .fold(0.0, |a, b| a + b),
         dom_nodes: median(&dom),
         updates_per_sec: read["updates"].as_f64().unwrap_or(0.0) / elapsed,
         rows_shown: read["rows"].as_f64().unwrap_or(0.0),
@@ -244,20 +291,37 @@ impl Server {
         )?;
         let listen = std::fs::read_to_string(&config)?
             .lines()
-            .find_map(|l| l.strip_prefix("listen = \"").map(|s| s.trim_end_matches('"').to_string()))
+            .find_map(|l| {
+                l.strip_prefix("listen = \"")
+                    .map(|s| s.trim_end_matches('"').to_string())
+            })
             .context("listen address")?;
         let binary = args.flowscope.clone().unwrap_or_else(release_binary);
         let child = Command::new(&binary)
             .arg("--config")
             .arg(&config)
-            .args(["--amqp-url", &args.amqp_url, "--management-url", &args.management_url])
+            .args([
+                "--amqp-url",
+                &args.amqp_url,
+                "--management-url",
+                &args.management_url,
+            ])
             .args(["--vhost", VHOST, "--no-otlp"])
             .arg("serve")
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()
-            .with_context(|| format!("starting {}; build it with cargo build --release -p flowscope-server", binary.display()))?;
-        let server = Self { child, base: format!("http://{listen}"), _dir: dir };
+            .with_context(|| {
+                format!(
+                    "starting {}; build it with cargo build --release -p flowscope-server",
+                    binary.display()
+                )
+            })?;
+        let server = Self {
+            child,
+            base: format!("http://{listen}"),
+            _dir: dir,
+        };
         server.wait_ready().await?;
         Ok(server)
     }
@@ -280,7 +344,10 @@ impl Server {
         let deadline = Instant::now() + Duration::from_secs(60);
         let mut seen = 0;
         while Instant::now() < deadline {
-            let page: Value = reqwest::get(format!("{}/api/flows?limit=1", self.base)).await?.json().await?;
+            let page: Value = reqwest::get(format!("{}/api/flows?limit=1", self.base))
+                .await?
+                .json()
+                .await?;
             seen = page["total"].as_u64().unwrap_or(0) as usize;
             if seen >= n {
                 eprintln!("{seen} live flows in flowscope");
@@ -324,7 +391,10 @@ struct Mgmt {
 
 impl Mgmt {
     fn new(base: &str) -> Self {
-        Self { base: base.trim_end_matches('/').into(), http: reqwest::Client::new() }
+        Self {
+            base: base.trim_end_matches('/').into(),
+            http: reqwest::Client::new(),
+        }
     }
 
     async fn check(&self) -> anyhow::Result<()> {
@@ -334,26 +404,53 @@ impl Mgmt {
             .send()
             .await
             .and_then(|r| r.error_for_status())
-            .with_context(|| format!("the management API at {} does not answer; run scripts/bench-rabbitmq start", self.base))?;
+            .with_context(|| {
+                format!(
+                    "the management API at {} does not answer; run scripts/bench-rabbitmq start",
+                    self.base
+                )
+            })?;
         Ok(())
     }
 
     async fn create_vhost(&self) -> anyhow::Result<()> {
-        self.send(reqwest::Method::PUT, &format!("/api/vhosts/{VHOST}"), None).await?;
+        self.send(reqwest::Method::PUT, &format!("/api/vhosts/{VHOST}"), None)
+            .await?;
         let all = serde_json::json!({"configure": ".*", "write": ".*", "read": ".*"});
-        self.send(reqwest::Method::PUT, &format!("/api/permissions/{VHOST}/guest"), Some(all)).await
+        self.send(
+            reqwest::Method::PUT,
+            &format!("/api/permissions/{VHOST}/guest"),
+            Some(all),
+        )
+        .await
     }
 
     async fn delete_vhost(&self) -> anyhow::Result<()> {
-        self.send(reqwest::Method::DELETE, &format!("/api/vhosts/{VHOST}"), None).await
+        self.send(
+            reqwest::Method::DELETE,
+            &format!("/api/vhosts/{VHOST}"),
+            None,
+        )
+        .await
     }
 
-    async fn send(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> anyhow::Result<()> {
-        let mut req = self.http.request(method, format!("{}{path}", self.base)).basic_auth("guest", Some("guest"));
+    async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> anyhow::Result<()> {
+        let mut req = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .basic_auth("guest", Some("guest"));
         if let Some(body) = body {
             req = req.json(&body);
         }
-        req.send().await?.error_for_status().with_context(|| format!("management API {path}"))?;
+        req.send()
+            .await?
+            .error_for_status()
+            .with_context(|| format!("management API {path}"))?;
         Ok(())
     }
 }

@@ -1,0 +1,364 @@
+//! `flowscope-bench otlp`: OTLP ingest, flowscope against rotel.
+//!
+//! Three parts, each with a fresh receiver per run:
+//!
+//! 1. **steady**: each payload and transport at `--rate` (10k spans/s) for
+//!    `--secs`, rotel and flowscope (correlation on, storage off) alternately,
+//!    `--repeats` times each, the receiver pinned to core 1 and the generator
+//!    to core 0: CPU-seconds per million spans accepted and RSS, medians and ratios.
+//! 2. **ramp**: the same pinning, offered rate stepped up (`--ramp`), each step
+//!    `--ramp-secs`: the highest rate at which everything sent was accepted and,
+//!    for flowscope, counted as received with no drops. Drawn to `--chart`.
+//! 3. **persist**: flowscope alone with its SQLite store on, unpinned (both
+//!    cores, the generator beside it), ramped the same way; after a graceful
+//!    stop every accepted span must be a row in the store.
+//!
+//! [`payload`] builds the requests, [`generator`] paces them, [`receiver`]
+//! starts and stops the processes under test.
+
+pub mod generator;
+pub mod payload;
+mod ramp;
+pub mod receiver;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+
+use crate::chart::Chart;
+use crate::measure::{self, Row, Usage, Window};
+use generator::{Client, Load, LoadReport, Transport};
+use payload::{Payload, Template};
+use receiver::{Receiver, Side, Spec, Storage};
+
+/// Where `scripts/bench-peers` installs rotel.
+const DEFAULT_ROTEL: &str =
+    "/var/tmp/flowscope-bench-venv/lib/python3.11/site-packages/rotel/rotel-agent";
+/// Bytes in a MiB.
+const MIB: f64 = 1024.0 * 1024.0;
+/// Load before the measured window: connections made, caches warm.
+const WARM_UP: Duration = Duration::from_secs(2);
+
+/// `flowscope-bench otlp`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct OtlpArgs {
+    /// The rotel-agent binary (scripts/bench-peers installs it).
+    #[arg(long, env = "FLOWSCOPE_BENCH_ROTEL", default_value = DEFAULT_ROTEL)]
+    pub rotel: PathBuf,
+    /// The flowscope binary, a release build [default: `flowscope` beside this binary,
+    /// else $CARGO_TARGET_DIR/release/flowscope].
+    #[arg(long)]
+    pub flowscope: Option<PathBuf>,
+    /// Payloads to send (A = tiny, B = messaging).
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "tiny,messaging"
+    )]
+    pub payload: Vec<Payload>,
+    /// Transports of the steady runs (the ramps use the first).
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "grpc,http")]
+    pub transport: Vec<Transport>,
+    /// Spans per second of the steady runs.
+    #[arg(long, default_value_t = 10_000.0)]
+    pub rate: f64,
+    /// Seconds measured per steady run.
+    #[arg(long, default_value_t = 15)]
+    pub secs: u64,
+    /// Offered rates of the ramp, spans per second.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "10000,20000,40000,60000,80000,100000,130000,160000,200000"
+    )]
+    pub ramp: Vec<f64>,
+    /// Seconds per ramp step.
+    #[arg(long, default_value_t = 5)]
+    pub ramp_secs: u64,
+    /// Which parts to run.
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "steady,ramp,persist"
+    )]
+    pub parts: Vec<Part>,
+    /// Do not pin the generator and the receiver to a core each.
+    #[arg(long)]
+    pub no_pin: bool,
+    /// Where the ramp chart goes.
+    #[arg(long, default_value = "docs/benchmarks/otlp-ramp.svg")]
+    pub chart: PathBuf,
+}
+
+/// A part of the OTLP benchmark.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Part {
+    Steady,
+    Ramp,
+    Persist,
+}
+
+impl OtlpArgs {
+    fn flowscope_binary(&self) -> PathBuf {
+        let beside_bench = std::env::current_exe()
+            .ok()
+            .and_then(|exe| Some(exe.parent()?.join("flowscope")))
+            .filter(|path| path.exists());
+        self.flowscope.clone().or(beside_bench).unwrap_or_else(|| {
+            let target = std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "target".into());
+            PathBuf::from(target).join("release/flowscope")
+        })
+    }
+
+    fn spec(&self, side: Side, storage: Storage, pinned: bool) -> Spec {
+        Spec {
+            side,
+            program: match side {
+                Side::Rotel => self.rotel.clone(),
+                Side::Flowscope => self.flowscope_binary(),
+            },
+            core: (pinned && !self.no_pin).then_some(1),
+            storage,
+        }
+    }
+}
+
+/// One measured steady run.
+#[derive(Debug, Clone, Copy)]
+struct SteadyRun {
+    usage: Usage,
+    load: LoadReport,
+    counters: receiver::Counters,
+}
+
+impl SteadyRun {
+    fn cpu_per_million(&self) -> f64 {
+        self.usage.cpu_secs / self.load.spans_ok.max(1) as f64 * 1e6
+    }
+}
+
+/// Runs the parts asked for and prints their tables.
+pub async fn run(args: OtlpArgs, repeats: usize) -> anyhow::Result<()> {
+    for path in [&args.rotel, &args.flowscope_binary()] {
+        anyhow::ensure!(
+            path.exists(),
+            "{} not found: run scripts/bench-peers (rotel, release builds) or pass --rotel/--flowscope",
+            path.display()
+        );
+    }
+    if !args.no_pin {
+        pin_self(0)?;
+    }
+    let mut rows = Vec::new();
+    if args.parts.contains(&Part::Steady) {
+        for &payload in &args.payload {
+            for &transport in &args.transport {
+                rows.extend(steady(&args, payload, transport, repeats).await?);
+            }
+        }
+        measure::print_rows(&rows)?;
+    }
+    let transport = args.transport.first().copied().unwrap_or(Transport::Grpc);
+    let (mut ramp_rows, mut lines) = (Vec::new(), Vec::new());
+    if args.parts.contains(&Part::Ramp) {
+        let (rows, series) = ramp::pinned(&args, transport).await?;
+        ramp_rows.extend(rows);
+        lines.extend(series);
+    }
+    if args.parts.contains(&Part::Persist) {
+        let (rows, series) = ramp::persisted(&args, transport).await?;
+        ramp_rows.extend(rows);
+        lines.extend(series);
+    }
+    if !ramp_rows.is_empty() {
+        measure::print_rows(&ramp_rows)?;
+    }
+    if !lines.is_empty() {
+        let chart = Chart {
+            title: format!(
+                "OTLP/{} ingest ramp: accepted vs offered spans/s",
+                transport.name()
+            ),
+            x_label: "offered spans/s".into(),
+            y_label: "accepted spans/s (flowscope: counted on /metrics)".into(),
+            series: lines,
+            diagonal: true,
+        };
+        if let Some(dir) = args.chart.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)?;
+        }
+        std::fs::write(&args.chart, chart.to_svg())
+            .with_context(|| format!("writing {}", args.chart.display()))?;
+        eprintln!("chart written to {}", args.chart.display());
+    }
+    Ok(())
+}
+
+/// Pins this process (all its threads) to one core with `taskset -a -p`.
+fn pin_self(core: usize) -> anyhow::Result<()> {
+    let status = std::process::Command::new("taskset")
+        .args([
+            "-a",
+            "-p",
+            "-c",
+            &core.to_string(),
+            &std::process::id().to_string(),
+        ])
+        .stdout(std::process::Stdio::null())
+        .status()
+        .context("running taskset (util-linux)")?;
+    anyhow::ensure!(
+        status.success(),
+        "taskset could not pin the generator to core {core}"
+    );
+    Ok(())
+}
+
+/// rotel and flowscope alternately at the steady rate.
+async fn steady(
+    args: &OtlpArgs,
+    payload: Payload,
+    transport: Transport,
+    repeats: usize,
+) -> anyhow::Result<Vec<Row>> {
+    let template = Arc::new(Template::new(payload, now_unix_nanos()));
+    eprintln!(
+        "payload {} over {}: {} spans, {} bytes per request",
+        payload.letter(),
+        transport.name(),
+        template.num_spans(),
+        template.len()
+    );
+    let (rotel, flowscope) = measure::alternate(
+        repeats,
+        |round| steady_run(args, Side::Rotel, template.clone(), transport, round),
+        |round| steady_run(args, Side::Flowscope, template.clone(), transport, round),
+    )
+    .await?;
+    for run in &flowscope {
+        anyhow::ensure!(
+            run.counters.dropped == 0 && run.load.num_refused == 0,
+            "flowscope refused spans at {} spans/s: {run:?}",
+            args.rate
+        );
+    }
+    let name = format!(
+        "OTLP {} {} @ {}k spans/s",
+        payload.letter(),
+        transport.name(),
+        args.rate / 1000.0
+    );
+    let median = |runs: &[SteadyRun], f: fn(&SteadyRun) -> f64| {
+        measure::median(&runs.iter().map(f).collect::<Vec<_>>())
+    };
+    Ok(vec![
+        Row {
+            benchmark: name.clone(),
+            metric: "CPU per million spans".into(),
+            unit: "s".into(),
+            peer: Some(median(&rotel, SteadyRun::cpu_per_million)),
+            flowscope: median(&flowscope, SteadyRun::cpu_per_million),
+            goal: "≤ 0.8× rotel".into(),
+        },
+        Row {
+            benchmark: name.clone(),
+            metric: "peak RSS".into(),
+            unit: "MiB".into(),
+            peer: Some(median(&rotel, |r| r.usage.peak_rss_bytes as f64 / MIB)),
+            flowscope: median(&flowscope, |r| r.usage.peak_rss_bytes as f64 / MIB),
+            goal: "—".into(),
+        },
+    ])
+}
+
+async fn steady_run(
+    args: &OtlpArgs,
+    side: Side,
+    template: Arc<Template>,
+    transport: Transport,
+    round: usize,
+) -> anyhow::Result<SteadyRun> {
+    let mut receiver = Receiver::start(&args.spec(side, Storage::Off, true), round).await?;
+    let addr = match transport {
+        Transport::Grpc => receiver.grpc,
+        Transport::Http => receiver.http,
+    };
+    let client = Client::connect(transport, addr).await?;
+    let warm = Load {
+        spans_per_sec: args.rate,
+        duration: WARM_UP,
+        max_in_flight: generator::DEFAULT_MAX_IN_FLIGHT,
+    };
+    generator::run(&client, &template, warm).await?;
+    let before = receiver.counters().await?;
+    let load = Load {
+        duration: Duration::from_secs(args.secs),
+        ..warm
+    };
+    let (report, usage) = measured_load(&receiver, &client, &template, load).await?;
+    let after = settled_counters(&receiver).await?;
+    receiver.stop().await?;
+    let counters = receiver::Counters {
+        received: after.received - before.received,
+        dropped: after.dropped - before.dropped,
+        ..after
+    };
+    eprintln!(
+        "  {} {:?} round {}: {:.2} CPU s, {} spans ok of {}, peak RSS {:.1} MiB",
+        side.name(),
+        transport,
+        round + 1,
+        usage.cpu_secs,
+        report.spans_ok,
+        report.spans_sent,
+        usage.peak_rss_bytes as f64 / 1048576.0
+    );
+    Ok(SteadyRun {
+        usage,
+        load: report,
+        counters,
+    })
+}
+
+/// Runs a load while measuring the receiver's CPU and RSS over exactly that window.
+async fn measured_load(
+    receiver: &Receiver,
+    client: &Client,
+    template: &Arc<Template>,
+    load: Load,
+) -> anyhow::Result<(LoadReport, Usage)> {
+    let mut window = Window::start(receiver.pid)?;
+    let (client, template) = (client.clone(), template.clone());
+    let task = tokio::spawn(async move { generator::run(&client, &template, load).await });
+    let limit = load.duration + Duration::from_secs(15);
+    measure::sample_until(&mut window, Duration::from_millis(200), limit, || {
+        task.is_finished()
+    })
+    .await?;
+    let report = task.await??;
+    Ok((report, window.finish()?))
+}
+
+/// flowscope's counters once they stop moving (the engine has drained), within 5 s.
+async fn settled_counters(receiver: &Receiver) -> anyhow::Result<receiver::Counters> {
+    let mut last = receiver.counters().await?;
+    for _ in 0..25 {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let now = receiver.counters().await?;
+        if now == last {
+            return Ok(now);
+        }
+        last = now;
+    }
+    Ok(last)
+}
+
+fn now_unix_nanos() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
