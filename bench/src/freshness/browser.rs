@@ -7,28 +7,11 @@
 //! machine's clock, comparable with the benchmark's own `SystemTime` (same machine). It
 //! timestamps the DOM change, before paint.
 
-use std::path::PathBuf;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
-use fantoccini::{Client, ClientBuilder, Locator};
-use serde_json::{Value, json};
-use tokio::process::{Child, Command};
-
-/// Chromium's flags: headless, quiet (no background traffic), a fresh profile.
-const CHROMIUM_FLAGS: &[&str] = &[
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--disable-dev-shm-usage",
-    "--window-size=1280,900",
-];
+use anyhow::bail;
+use fantoccini::{Client, Locator};
+use serde_json::json;
 
 /// Reads the ready count on flowscope's queue page: the first card (`ready`).
 pub const FLOWSCOPE_READER: &str = r#"
@@ -77,64 +60,21 @@ record();
 return window.__fs.last;
 "#;
 
-/// chromedriver and one browser session; both end when this is dropped or closed.
+/// The end-to-end tests' headless Chromium (`flowscope_tests::browser`), with the
+/// freshness observer on top.
 #[derive(Debug)]
 pub struct Browser {
     pub client: Client,
-    driver: Child,
-    profile: PathBuf,
+    inner: flowscope_tests::browser::Browser,
 }
 
 impl Browser {
-    /// Starts chromedriver on `port` and a headless Chromium session with a fresh profile.
-    pub async fn start(port: u16) -> anyhow::Result<Self> {
-        let driver = Command::new("chromedriver")
-            .arg(format!("--port={port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .context("starting chromedriver (apt-get install chromium chromium-driver)")?;
-        let status = format!("http://127.0.0.1:{port}/status");
-        let http = reqwest::Client::new();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let ready = match http.get(&status).send().await {
-                Ok(r) => r
-                    .json::<Value>()
-                    .await
-                    .is_ok_and(|v| v["value"]["ready"] == json!(true)),
-                Err(_) => false,
-            };
-            if ready {
-                break;
-            }
-            if Instant::now() > deadline {
-                bail!("chromedriver did not become ready on port {port} within 20 s");
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        let profile = std::env::temp_dir().join(format!(
-            "flowscope-bench-chromium-{}-{port}",
-            std::process::id()
-        ));
-        let _ = std::fs::remove_dir_all(&profile);
-        let mut args: Vec<String> = CHROMIUM_FLAGS.iter().map(|f| f.to_string()).collect();
-        args.push(format!("--user-data-dir={}", profile.display()));
-        let mut caps = serde_json::Map::new();
-        caps.insert(
-            "goog:chromeOptions".into(),
-            json!({ "binary": "/usr/bin/chromium", "args": args }),
-        );
-        let client = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
-            .capabilities(caps)
-            .connect(&format!("http://127.0.0.1:{port}"))
-            .await
-            .context("opening a Chromium session through chromedriver")?;
+    /// Starts chromedriver (on a free port) and a headless Chromium session with a fresh profile.
+    pub async fn start() -> anyhow::Result<Self> {
+        let inner = flowscope_tests::browser::Browser::start().await?;
         Ok(Self {
-            client,
-            driver,
-            profile,
+            client: inner.client.clone(),
+            inner,
         })
     }
 
@@ -202,9 +142,7 @@ impl Browser {
     }
 
     /// Ends the session and chromedriver.
-    pub async fn close(mut self) {
-        let _ = tokio::time::timeout(Duration::from_secs(10), self.client.clone().close()).await;
-        let _ = self.driver.kill().await;
-        let _ = std::fs::remove_dir_all(&self.profile);
+    pub async fn close(self) {
+        self.inner.close().await;
     }
 }

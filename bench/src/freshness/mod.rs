@@ -41,9 +41,6 @@ pub struct FreshnessArgs {
     /// Where flowscope serve listens.
     #[arg(long, default_value = "127.0.0.1:18080")]
     pub listen: SocketAddr,
-    /// chromedriver's port.
-    #[arg(long, default_value_t = 9517)]
-    pub chromedriver_port: u16,
     /// The flowscope binary (default: `flowscope` beside this executable).
     #[arg(long)]
     pub flowscope_bin: Option<PathBuf>,
@@ -101,7 +98,7 @@ async fn run_with_node(
     declare_queue(publisher.channel(), QUEUE, FieldTable::default()).await?;
     let dir = std::env::temp_dir().join(format!("flowscope-bench-fresh-{}", std::process::id()));
     let flowscope = serve(bin, node, VHOST, args.listen, &dir, &[]).await?;
-    let browser = Browser::start(args.chromedriver_port).await;
+    let browser = Browser::start().await;
     let result = match browser {
         Ok(browser) => {
             let result = sample_all(args, repeats, node, &publisher, &browser).await;
