@@ -27,7 +27,7 @@ use crate::config::Config;
 use crate::correlator::Correlator;
 use crate::live::Live;
 use crate::live::engine::Engine;
-use crate::store::{Store, StoreWriter};
+use crate::store::{Store, StoreWriter, WriterProgress};
 
 /// Where the UI and API listen unless configured.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -35,8 +35,13 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 const REPLAY_MAX: usize = 200_000;
 /// How far back the replay reaches.
 const REPLAY_WINDOW_SECS: i64 = 3600;
-/// How long the whole shutdown may take.
-const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long stopping the HTTP server and the collectors may take.
+const STOP_INPUTS_TIMEOUT: Duration = Duration::from_secs(15);
+/// At shutdown, what was accepted is written however long that takes, unless
+/// the store writes nothing for this long (it is down or full).
+const STORE_STALL_TIMEOUT: Duration = Duration::from_secs(30);
+/// How often a shutdown that waits for the store says how much is left.
+const DRAIN_REPORT_INTERVAL: Duration = Duration::from_secs(5);
 
 /// `[server]`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -71,7 +76,7 @@ pub struct RunningServer {
     pub state: AppState,
     collectors: Collectors,
     engine: JoinHandle<()>,
-    writer: Option<JoinHandle<()>>,
+    writer: Option<(JoinHandle<()>, WriterProgress)>,
     http: JoinHandle<std::io::Result<()>>,
     http_stop: CancellationToken,
 }
@@ -118,7 +123,8 @@ pub async fn start_with_demo(
     let (writer_handle, writer) = match &store {
         Some(store) => {
             let (handle, task) = StoreWriter::spawn(store.clone(), &config.store, metrics.clone());
-            (Some(handle), Some(task))
+            let progress = handle.progress();
+            (Some(handle), Some((task, progress)))
         }
         None => (None, None),
     };
@@ -182,7 +188,9 @@ pub async fn start_with_demo(
 }
 
 impl RunningServer {
-    /// Stops in order and waits (bounded) for the last writes.
+    /// Stops taking data in, then writes everything that was accepted: the
+    /// OTLP receiver has answered "accepted" for it, so it must not be lost.
+    /// Waits as long as the store keeps writing; gives up only when it stalls.
     pub async fn stop(self) {
         let RunningServer {
             state,
@@ -193,24 +201,66 @@ impl RunningServer {
             http_stop,
             ..
         } = self;
-        let ordered = async move {
-            state.shutdown.cancel();
-            http_stop.cancel();
-            collectors.stop().await;
+        state.shutdown.cancel();
+        http_stop.cancel();
+        if tokio::time::timeout(STOP_INPUTS_TIMEOUT, collectors.stop())
+            .await
+            .is_err()
+        {
+            tracing::error!("the collectors did not stop within {STOP_INPUTS_TIMEOUT:?}");
+        }
+        let (writer, progress) = writer.unzip();
+        let drain = async move {
             let _ = engine.await;
             drop(state);
             if let Some(writer) = writer {
                 let _ = writer.await;
             }
-            let _ = http.await;
         };
-        if tokio::time::timeout(SHUTDOWN_TIMEOUT, ordered)
+        match progress {
+            Some(progress) => wait_while_writing(drain, &progress).await,
+            None => {
+                let _ = tokio::time::timeout(STOP_INPUTS_TIMEOUT, drain).await;
+            }
+        }
+        if tokio::time::timeout(STOP_INPUTS_TIMEOUT, http)
             .await
             .is_err()
         {
-            tracing::error!(
-                "shutdown took longer than {SHUTDOWN_TIMEOUT:?}; exiting anyway (the last writes may be lost)"
-            );
+            tracing::error!("the HTTP server did not stop within {STOP_INPUTS_TIMEOUT:?}");
+        }
+    }
+}
+
+/// Runs `drain` (the engine's and the writer's last work) to its end while
+/// the store keeps writing, saying every few seconds how much is left.
+async fn wait_while_writing(
+    drain: impl std::future::Future<Output = ()>,
+    progress: &WriterProgress,
+) {
+    tokio::pin!(drain);
+    let start = tokio::time::Instant::now();
+    let mut report = tokio::time::interval_at(start + DRAIN_REPORT_INTERVAL, DRAIN_REPORT_INTERVAL);
+    let mut stall = tokio::time::interval_at(start + STORE_STALL_TIMEOUT, STORE_STALL_TIMEOUT);
+    let mut written = progress.rows_written();
+    loop {
+        tokio::select! {
+            () = &mut drain => return,
+            _ = report.tick() => tracing::info!(
+                buffered = progress.buffered(),
+                "writing what was accepted to the store before exiting (a second Ctrl-C exits now and loses it)"
+            ),
+            _ = stall.tick() => {
+                let now = progress.rows_written();
+                if now == written {
+                    tracing::error!(
+                        buffered = progress.buffered(),
+                        "the store wrote nothing for {STORE_STALL_TIMEOUT:?}; exiting without the last writes"
+                    );
+                    return;
+                }
+                written = now;
+            }
         }
     }
 }

@@ -2,7 +2,8 @@
 
 use tokio_util::sync::CancellationToken;
 
-/// A token cancelled on SIGTERM or SIGINT.
+/// A token cancelled on SIGTERM or SIGINT. A second signal exits at once:
+/// the orderly stop waits for the store, and an operator may not want to.
 pub fn shutdown_on_signal() -> CancellationToken {
     let token = CancellationToken::new();
     let cancel = token.clone();
@@ -13,8 +14,14 @@ pub fn shutdown_on_signal() -> CancellationToken {
             _ = tokio::signal::ctrl_c() => {}
             _ = term.recv() => {}
         }
-        tracing::info!("shutting down");
+        tracing::info!("shutting down (a second Ctrl-C exits at once)");
         cancel.cancel();
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        tracing::warn!("second signal: exiting without finishing the shutdown");
+        std::process::exit(130);
     });
     token
 }

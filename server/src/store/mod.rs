@@ -44,7 +44,7 @@ use flowscope_model::{FlowDetail, FlowStatus, FlowSummary, Observation, QueueSam
 use serde::{Deserialize, Serialize};
 
 pub use error::{Result, StoreError};
-pub use writer::{StoreWriter, StoreWriterClosed, StoreWriterHandle};
+pub use writer::{StoreWriter, StoreWriterClosed, StoreWriterHandle, WriterProgress};
 
 /// The store used when none is configured: a file next to the working directory.
 pub const DEFAULT_STORE_URL: &str = "sqlite://data/flowscope.db";

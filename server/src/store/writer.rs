@@ -2,6 +2,13 @@
 //! writes them in few transactions, retrying through a store's bad moments,
 //! and enforces retention every hour.
 //!
+//! What it holds is bounded by *items* (observations, flows, alerts), not by
+//! batches: a batch of the engine can hold a hundred items or twenty thousand,
+//! and a bound in batches once let ~140,000 accepted spans pile up here, more
+//! than could be written in the shutdown's time. With [`BUFFERED_ITEMS_MAX`]
+//! the engine waits sooner, the collectors' channel fills, and the OTLP
+//! receiver answers "retry later" instead of accepting what cannot be stored.
+//!
 //! Counters on `/metrics`, labelled with the backend (`sqlite`, `postgres`):
 //! `flowscope_store_rows_written_total`, `flowscope_store_write_failures_total`
 //! (failed attempts) and `flowscope_store_rows_dropped_total` (rows given up on).
@@ -11,7 +18,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use flowscope_collectors::pipeline::Metrics;
-use tokio::sync::mpsc;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, MissedTickBehavior};
 
@@ -19,6 +26,10 @@ use super::{Store, StoreConfig, WriteBatch};
 
 /// Batches the channel holds before senders wait.
 pub const WRITER_CHANNEL_BATCHES: usize = 64;
+/// Items (observations, flows, alerts) queued or being written, at most,
+/// before senders wait: a few seconds of writing, so that what is accepted
+/// can be written when flowscope stops.
+pub const BUFFERED_ITEMS_MAX: usize = 16_384;
 /// How often old rows are deleted (and once at start).
 pub const RETENTION_INTERVAL: Duration = Duration::from_secs(3600);
 /// Attempts at one write before its rows are given up: about a minute of
@@ -31,7 +42,16 @@ const MAX_RETRY: Duration = Duration::from_secs(15);
 /// Sends batches to a running [`StoreWriter`]; cheap to clone.
 #[derive(Debug, Clone)]
 pub struct StoreWriterHandle {
-    tx: mpsc::Sender<WriteBatch>,
+    tx: mpsc::Sender<Queued>,
+    room: Arc<Semaphore>,
+    rows_written: Arc<AtomicU64>,
+}
+
+/// A batch and its share of [`BUFFERED_ITEMS_MAX`], given back once written.
+#[derive(Debug)]
+struct Queued {
+    batch: WriteBatch,
+    room: OwnedSemaphorePermit,
 }
 
 /// The writer has stopped: nothing more will be stored.
@@ -40,12 +60,50 @@ pub struct StoreWriterHandle {
 pub struct StoreWriterClosed;
 
 impl StoreWriterHandle {
-    /// Queues a batch, waiting while the writer is behind (backpressure).
+    /// Queues a batch, waiting while the writer holds [`BUFFERED_ITEMS_MAX`]
+    /// items (backpressure). A batch larger than that waits for an empty writer.
     pub async fn send(&self, batch: WriteBatch) -> Result<(), StoreWriterClosed> {
         if batch.is_empty() {
             return Ok(());
         }
-        self.tx.send(batch).await.map_err(|_| StoreWriterClosed)
+        let items = batch.len().clamp(1, BUFFERED_ITEMS_MAX) as u32;
+        let room = self
+            .room
+            .clone()
+            .acquire_many_owned(items)
+            .await
+            .map_err(|_| StoreWriterClosed)?;
+        self.tx
+            .send(Queued { batch, room })
+            .await
+            .map_err(|_| StoreWriterClosed)
+    }
+
+    /// A view of the writer's progress that does not keep it running.
+    pub fn progress(&self) -> WriterProgress {
+        WriterProgress {
+            room: self.room.clone(),
+            rows_written: self.rows_written.clone(),
+        }
+    }
+}
+
+/// How far a [`StoreWriter`] is: for a shutdown that waits while it writes.
+#[derive(Debug, Clone)]
+pub struct WriterProgress {
+    room: Arc<Semaphore>,
+    rows_written: Arc<AtomicU64>,
+}
+
+impl WriterProgress {
+    /// Items queued or being written now.
+    pub fn buffered(&self) -> usize {
+        BUFFERED_ITEMS_MAX.saturating_sub(self.room.available_permits())
+    }
+
+    /// Rows written since start: grows while the writer makes progress.
+    pub fn rows_written(&self) -> u64 {
+        self.rows_written.load(Ordering::Relaxed)
     }
 }
 
@@ -83,13 +141,20 @@ impl StoreWriter {
     ) -> (StoreWriterHandle, JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(WRITER_CHANNEL_BATCHES);
         let writer = StoreWriter::new(store, config, &metrics);
-        (StoreWriterHandle { tx }, tokio::spawn(writer.run(rx)))
+        let handle = StoreWriterHandle {
+            tx,
+            room: Arc::new(Semaphore::new(BUFFERED_ITEMS_MAX)),
+            rows_written: writer.rows_written.clone(),
+        };
+        (handle, tokio::spawn(writer.run(rx)))
     }
 
     /// Gathers batches until `batch_max` items or `flush_interval`, writes
     /// them, and so on until the channel closes.
-    pub async fn run(self, mut rx: mpsc::Receiver<WriteBatch>) {
+    async fn run(self, mut rx: mpsc::Receiver<Queued>) {
         let mut pending = WriteBatch::default();
+        // The room of what `pending` holds, given back after its flush.
+        let mut held: Vec<OwnedSemaphorePermit> = Vec::new();
         let mut deadline = None;
         let mut retention = tokio::time::interval(RETENTION_INTERVAL);
         retention.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -97,18 +162,21 @@ impl StoreWriter {
             let flush_at = deadline.unwrap_or_else(|| Instant::now() + RETENTION_INTERVAL);
             tokio::select! {
                 received = rx.recv() => {
-                    let Some(batch) = received else { break };
+                    let Some(Queued { batch, room }) = received else { break };
                     if pending.is_empty() {
                         deadline = Some(Instant::now() + self.flush_interval);
                     }
                     pending.merge(batch);
+                    held.push(room);
                     if pending.len() >= self.batch_max {
                         self.flush(&mut pending).await;
+                        held.clear();
                         deadline = None;
                     }
                 }
                 () = tokio::time::sleep_until(flush_at), if deadline.is_some() => {
                     self.flush(&mut pending).await;
+                    held.clear();
                     deadline = None;
                 }
                 _ = retention.tick() => self.enforce_retention().await,
