@@ -20,6 +20,12 @@ pub const MAX_REDRIVE_RATE: u32 = 1_000;
 /// Messages one request moves (or looks through for one id) at most.
 pub const MAX_REDRIVE: u32 = 10_000;
 
+/// A queue that looks empty is asked again this many times, [`EMPTY_PAUSE`]
+/// apart: flowscope's own dead-letter inspector (or another client) may be
+/// holding its messages unacknowledged for a moment while it peeks.
+const EMPTY_RETRIES: u32 = 5;
+const EMPTY_PAUSE: Duration = Duration::from_millis(100);
+
 /// What to redrive.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -91,14 +97,21 @@ pub async fn redrive(
     let mut report = RedriveReport::default();
     let mut held = None;
     let mut looked = 0u64;
+    let mut empty = 0;
     let result = async {
         for _ in 0..MAX_REDRIVE {
             let Some(msg) = channel
                 .basic_get(queue.into(), BasicGetOptions { no_ack: false })
                 .await?
             else {
-                break;
+                empty += 1;
+                if empty > EMPTY_RETRIES {
+                    break;
+                }
+                tokio::time::sleep(EMPTY_PAUSE).await;
+                continue;
             };
+            empty = 0;
             looked += 1;
             let d = msg.delivery;
             let id = d.properties.message_id().as_ref().map(|s| s.to_string());
