@@ -12,6 +12,7 @@ pub mod browser;
 pub mod demo;
 pub mod observe;
 pub mod otlp;
+pub mod receiver;
 pub mod server;
 pub mod shop;
 

@@ -1,0 +1,291 @@
+//! The OTLP receiver against hostile or untimely requests: malformed bodies,
+//! wrong content types, gzip bombs, an overloaded pipeline, shutdown and a
+//! port in use. Each one gets a clear error and costs nothing else: a valid
+//! request right after still passes.
+
+use std::io::Write as _;
+use std::time::Duration;
+
+use flowscope_collectors::otlp::{self, OtlpConfig};
+use flowscope_tests::receiver::TestReceiver;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
+use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue as OtlpKeyValue, any_value};
+use opentelemetry_proto::tonic::resource::v1::Resource as OtlpResource;
+use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span as OtlpSpan};
+use prost::Message as _;
+use tonic::codec::CompressionEncoding;
+
+fn text(key: &str, value: &str) -> OtlpKeyValue {
+    let value = any_value::Value::StringValue(value.into());
+    OtlpKeyValue {
+        key: key.into(),
+        value: Some(AnyValue { value: Some(value) }),
+        ..Default::default()
+    }
+}
+
+/// A request with one span named `name`, with the given trace id and attributes.
+fn one_span(
+    name: &str,
+    trace_id: Vec<u8>,
+    attributes: Vec<OtlpKeyValue>,
+) -> ExportTraceServiceRequest {
+    let span = OtlpSpan {
+        trace_id,
+        span_id: vec![7; 8],
+        name: name.into(),
+        kind: 2,
+        start_time_unix_nano: 1_700_000_000_000_000_000,
+        end_time_unix_nano: 1_700_000_000_100_000_000,
+        attributes,
+        ..Default::default()
+    };
+    let resource = OtlpResource {
+        attributes: vec![text("service.name", "orders")],
+        ..Default::default()
+    };
+    ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            resource: Some(resource),
+            scope_spans: vec![ScopeSpans {
+                spans: vec![span],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    }
+}
+
+fn valid(name: &str) -> Vec<u8> {
+    one_span(name, vec![0xab; 16], vec![]).encode_to_vec()
+}
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    encoder.write_all(bytes).unwrap();
+    encoder.finish().unwrap()
+}
+
+/// A request the receiver must refuse, and the answer expected: its status
+/// and words its message must contain.
+struct BadRequest {
+    what: &'static str,
+    content_type: &'static str,
+    encoding: Option<&'static str>,
+    body: Vec<u8>,
+    status: u16,
+    says: &'static str,
+}
+
+/// Posts the bad request, checks the answer (a `google.rpc.Status` in the
+/// request's format, JSON when that is unknown), returns its message.
+async fn refused(receiver: &TestReceiver, case: BadRequest) -> String {
+    let what = case.what;
+    let response = receiver
+        .post(case.content_type, case.encoding, case.body)
+        .await;
+    assert_eq!(
+        response.status(),
+        case.status,
+        "{what}: {:?}",
+        response.text().await
+    );
+    let format = response.headers()["content-type"].clone();
+    let body = response.bytes().await.unwrap();
+    let rpc = if format == "application/x-protobuf" {
+        RpcStatus::decode(body).unwrap()
+    } else {
+        assert_eq!(format, "application/json", "{what}");
+        serde_json::from_slice(&body).unwrap()
+    };
+    assert_ne!(rpc.code, 0, "{what}: {rpc:?}");
+    assert!(
+        rpc.message.contains(case.says),
+        "{what}: {rpc:?} lacks {:?}",
+        case.says
+    );
+    rpc.message
+}
+
+/// OTLP/JSON whose span `bad-id` has a 3-byte trace id.
+fn bad_trace_id_json() -> Vec<u8> {
+    serde_json::to_vec(&one_span("bad-id", vec![1, 2, 3], vec![])).unwrap()
+}
+
+/// 10 MiB of zeros, gzipped to a few kilobytes.
+fn gzip_bomb() -> Vec<u8> {
+    gzip(&vec![0; 10 * 1024 * 1024])
+}
+
+/// `google.rpc.Status`, the error body of OTLP/HTTP (protobuf or JSON).
+#[derive(Clone, PartialEq, prost::Message, serde::Deserialize)]
+struct RpcStatus {
+    #[prost(int32, tag = "1")]
+    code: i32,
+    #[prost(string, tag = "2")]
+    message: String,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_http_requests_are_refused_and_a_valid_one_still_passes() {
+    let mut receiver = TestReceiver::start(64, 64 * 1024).await;
+    let json = "application/json";
+    let protobuf = "application/x-protobuf";
+    let bad = |what, content_type, encoding, body, status, says| BadRequest {
+        what,
+        content_type,
+        encoding,
+        body,
+        status,
+        says,
+    };
+    #[rustfmt::skip]
+    let cases = [
+        bad("malformed JSON", json, None, b"{\"resourceSpans\": [".to_vec(), 400, "OTLP/JSON"),
+        bad("JSON of the wrong shape", json, None, b"{\"resourceSpans\": 7}".to_vec(), 400, "OTLP/JSON"),
+        bad("malformed protobuf", protobuf, None, vec![0x0a, 0xff, 0xff], 400, "invalid protobuf"),
+        bad("bad trace id", json, None, bad_trace_id_json(), 400, "bad-id"),
+        bad("wrong content type", "text/plain", None, valid("plain"), 415, "application/x-protobuf"),
+        bad("oversize body", protobuf, None, vec![0; 100 * 1024], 413, "max_request_bytes"),
+        bad("gzip bomb", protobuf, Some("gzip"), gzip_bomb(), 413, "after decompression"),
+        bad("corrupt gzip", protobuf, Some("gzip"), b"not gzip".to_vec(), 400, "could not read"),
+    ];
+    for case in cases {
+        let what = case.what;
+        let message = refused(&receiver, case).await;
+        let response = receiver.post(protobuf, None, valid(what)).await;
+        assert_eq!(
+            response.status(),
+            200,
+            "a valid request after the {what}: {message}"
+        );
+        assert_eq!(receiver.spans(1).await[0].name, what);
+    }
+    // Gzip is also fine for valid requests.
+    let response = receiver
+        .post(protobuf, Some("gzip"), gzip(&valid("gzipped")))
+        .await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(receiver.spans(1).await[0].name, "gzipped");
+    assert_eq!(receiver.dropped(), 0, "refused requests are not drops");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_grpc_requests_are_refused_and_a_valid_one_still_passes() {
+    let mut receiver = TestReceiver::start(64, 64 * 1024).await;
+    let mut client = TraceServiceClient::connect(receiver.grpc_url())
+        .await
+        .unwrap();
+    let status = client
+        .export(one_span("bad-id", vec![1, 2, 3], vec![]))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+    assert!(
+        status.message().contains("bad-id") && status.message().contains("trace id"),
+        "{status:?}"
+    );
+
+    // Over the limit: tonic refuses before the service sees it (OUT_OF_RANGE
+    // plain, RESOURCE_EXHAUSTED once decompressed).
+    let big = one_span(
+        "big",
+        vec![0xab; 16],
+        vec![text("blob", &"x".repeat(100 * 1024))],
+    );
+    let status = client.export(big.clone()).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::OutOfRange, "{status:?}");
+    let mut gzip_client = client.clone().send_compressed(CompressionEncoding::Gzip);
+    let status = gzip_client.export(big).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status:?}");
+
+    client
+        .export(one_span("good", vec![0xab; 16], vec![]))
+        .await
+        .unwrap();
+    gzip_client
+        .export(one_span("good gzipped", vec![0xab; 16], vec![]))
+        .await
+        .unwrap();
+    let spans = receiver.spans(2).await;
+    assert_eq!(
+        (spans[0].name.as_str(), spans[1].name.as_str()),
+        ("good", "good gzipped")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_overloaded_pipeline_asks_clients_to_retry_and_counts_the_refused_spans() {
+    // Capacity 1 and nobody reading: the first span fills the pipeline.
+    let receiver = TestReceiver::start(1, otlp::config::DEFAULT_MAX_REQUEST_BYTES).await;
+    let protobuf = "application/x-protobuf";
+    assert_eq!(
+        receiver.post(protobuf, None, valid("first")).await.status(),
+        200
+    );
+
+    let two_spans = {
+        let mut request = one_span("second", vec![0xab; 16], vec![]);
+        let span = request.resource_spans[0].scope_spans[0].spans[0].clone();
+        request.resource_spans[0].scope_spans[0].spans.push(span);
+        request.encode_to_vec()
+    };
+    let response = receiver.post(protobuf, None, two_spans).await;
+    assert_eq!(response.status(), 503);
+    assert_eq!(response.headers()["retry-after"], "1");
+    assert_eq!(receiver.dropped(), 2);
+
+    let mut client = TraceServiceClient::connect(receiver.grpc_url())
+        .await
+        .unwrap();
+    let status = client
+        .export(one_span("third", vec![0xab; 16], vec![]))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+    assert!(status.message().contains("retry"), "{status:?}");
+    assert_eq!(receiver.dropped(), 3);
+    assert_eq!(receiver.metrics.value("observations_received", "otlp"), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_stops_both_servers_and_closes_the_pipeline() {
+    let mut receiver = TestReceiver::start(64, otlp::config::DEFAULT_MAX_REQUEST_BYTES).await;
+    assert_eq!(
+        receiver
+            .post("application/x-protobuf", None, valid("last"))
+            .await
+            .status(),
+        200
+    );
+    receiver.shutdown.cancel();
+    let server = &mut receiver.server;
+    tokio::time::timeout(Duration::from_secs(10), server)
+        .await
+        .expect("serve did not return")
+        .unwrap()
+        .unwrap();
+    assert_eq!(receiver.spans(1).await[0].name, "last");
+    assert!(
+        receiver.observations.recv().await.is_none(),
+        "the sender must be dropped"
+    );
+}
+
+#[tokio::test]
+async fn a_port_in_use_is_named_in_the_error() {
+    let taken = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = taken.local_addr().unwrap();
+    let config = OtlpConfig {
+        grpc_addr: addr,
+        http_addr: "127.0.0.1:0".parse().unwrap(),
+        ..OtlpConfig::default()
+    };
+    let err = otlp::bind(&config).await.unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with(&format!("OTLP gRPC port {addr} is in use: ")),
+        "{err}"
+    );
+}
