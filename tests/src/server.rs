@@ -137,3 +137,30 @@ impl Webhook {
         self.received.lock().unwrap().clone()
     }
 }
+
+/// `flowscope --config <file> serve` as a real process (the workspace's
+/// binary, or `$FLOWSCOPE_BIN`), killed if the test ends early.
+#[derive(Debug)]
+pub struct ServeProcess(pub std::process::Child);
+
+impl ServeProcess {
+    /// Starts it; its log goes to the test's stderr.
+    pub fn spawn(config: &std::path::Path) -> Self {
+        let binary =
+            crate::shop::workspace_binary("flowscope", "FLOWSCOPE_BIN", "flowscope-server");
+        let child = std::process::Command::new(&binary)
+            .args(["--config", &config.to_string_lossy(), "serve"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::inherit())
+            .spawn()
+            .unwrap_or_else(|err| panic!("cannot start {}: {err}", binary.display()));
+        Self(child)
+    }
+}
+
+impl Drop for ServeProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}

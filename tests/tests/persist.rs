@@ -6,14 +6,14 @@
 //! then SIGTERM arrives mid-burst. The process must exit on its own, and the
 //! SQLite file must hold one stored observation per accepted span.
 
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use flowscope_server::store::{Store, StoreConfig};
 use flowscope_tests::eventually;
-use flowscope_tests::shop::{free_port, workspace_binary};
+use flowscope_tests::server::ServeProcess;
+use flowscope_tests::shop::free_port;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
@@ -29,16 +29,6 @@ const SPANS_PER_REQUEST: usize = 100;
 const TARGET_ACCEPTED: u64 = 60_000;
 /// Concurrent senders.
 const SENDERS: usize = 4;
-
-/// Kills the process if the test ends early.
-struct Guard(Child);
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn request(batch: u64) -> Vec<u8> {
     let now = std::time::SystemTime::now()
@@ -164,18 +154,7 @@ url = "{db}"
         ),
     )
     .unwrap();
-    let mut flowscope = Guard(
-        Command::new(workspace_binary(
-            "flowscope",
-            "FLOWSCOPE_BIN",
-            "flowscope-server",
-        ))
-        .args(["--config", config.to_str().unwrap(), "serve"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap(),
-    );
+    let mut flowscope = ServeProcess::spawn(&config);
     let base = format!("http://127.0.0.1:{listen}");
     eventually(Duration::from_secs(30), "flowscope to answer", || async {
         Ok(reqwest::get(format!("{base}/healthz"))

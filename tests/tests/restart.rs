@@ -1,39 +1,14 @@
 //! A `flowscope serve` process killed with SIGKILL mid-stream loses no stored flow.
 
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use flowscope_tests::broker::TestVhost;
 use flowscope_tests::eventually;
-use flowscope_tests::shop::{Shop, ShopOptions, free_port, sample_order, workspace_binary};
+use flowscope_tests::server::ServeProcess;
+use flowscope_tests::shop::{Shop, ShopOptions, free_port, sample_order};
 use serde_json::Value;
 
 const WAIT: Duration = Duration::from_secs(30);
-
-/// Kills the process if the test ends early.
-struct Guard(Child);
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn serve(config: &std::path::Path) -> Guard {
-    Guard(
-        Command::new(workspace_binary(
-            "flowscope",
-            "FLOWSCOPE_BIN",
-            "flowscope-server",
-        ))
-        .args(["--config", config.to_str().unwrap(), "serve"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap(),
-    )
-}
 
 async fn get(url: &str) -> anyhow::Result<Value> {
     let resp = reqwest::get(url).await?;
@@ -77,7 +52,7 @@ keys = [{{ name = "order_id", from = "json:/order_id" }}]
         ),
     )
     .unwrap();
-    let mut flowscope = serve(&config);
+    let mut flowscope = ServeProcess::spawn(&config);
     let base = format!("http://127.0.0.1:{listen}");
     eventually(WAIT, "flowscope to answer", || async {
         Ok(get(&format!("{base}/healthz")).await.ok().map(|_| ()))
@@ -113,7 +88,7 @@ keys = [{{ name = "order_id", from = "json:/order_id" }}]
     shop.place_order(&sample_order("ken")).await.unwrap();
     flowscope.0.kill().unwrap();
     flowscope.0.wait().unwrap();
-    let flowscope = serve(&config);
+    let flowscope = ServeProcess::spawn(&config);
     eventually(WAIT, "flowscope to answer again", || async {
         Ok(get(&format!("{base}/healthz")).await.ok().map(|_| ()))
     })
