@@ -1,10 +1,11 @@
 //! The API over an in-memory live state, called with `oneshot`.
 
+mod api_common;
+
 use std::sync::{Arc, RwLock};
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use flowscope_model::{Body as MsgBody, BrokerMessage, MessageProperties, Observation};
 use flowscope_server::alerts::{AlertConfig, AlertEngine};
 use flowscope_server::api::{AppState, auth::Auth, router};
 use flowscope_server::audit::AuditLog;
@@ -14,28 +15,7 @@ use flowscope_server::live::Live;
 use serde_json::Value;
 use tower::ServiceExt;
 
-fn message(id: &str, kind: &str, order: &str, at: i64) -> Observation {
-    Observation::Publish(BrokerMessage {
-        observed_unix_us: at,
-        vhost: "/".into(),
-        exchange: "shop.events".into(),
-        routing_keys: vec!["k".into()],
-        routed_queues: Some(vec!["q".into()]),
-        service: Some("order".into()),
-        properties: MessageProperties {
-            message_id: Some(id.into()),
-            correlation_id: Some(format!("c-{order}")),
-            kind: Some(kind.into()),
-            ..Default::default()
-        },
-        body: Some(MsgBody {
-            content: format!("{{\"order_id\":\"{order}\"}}"),
-            encoding: "utf8".into(),
-            ..Default::default()
-        }),
-        ..Default::default()
-    })
-}
+use api_common::message;
 
 fn app() -> axum::Router {
     let mut correlator = Correlator::new(CorrelationConfig::demo_shop()).unwrap();

@@ -2,12 +2,13 @@
 //! its configuration, a variant's flows, the demo controls' answers outside
 //! a running shop, and tokens as the browser sends them.
 
+mod api_common;
+
 use std::sync::{Arc, RwLock};
 
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
 use flowscope_demo::load::LoadControl;
-use flowscope_model::{Body as MsgBody, BrokerMessage, MessageProperties, Observation};
 use flowscope_server::alerts::{AlertConfig, AlertEngine};
 use flowscope_server::api::auth::{Auth, AuthConfig};
 use flowscope_server::api::demo::DemoShop;
@@ -20,28 +21,7 @@ use flowscope_server::live::Live;
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
-fn message(id: &str, kind: &str, order: &str, at: i64) -> Observation {
-    Observation::Publish(BrokerMessage {
-        observed_unix_us: at,
-        vhost: "/".into(),
-        exchange: "shop.events".into(),
-        routing_keys: vec!["k".into()],
-        routed_queues: Some(vec!["q".into()]),
-        service: Some("order".into()),
-        properties: MessageProperties {
-            message_id: Some(id.into()),
-            correlation_id: Some(format!("c-{order}")),
-            kind: Some(kind.into()),
-            ..Default::default()
-        },
-        body: Some(MsgBody {
-            content: format!("{{\"order_id\":\"{order}\"}}"),
-            encoding: "utf8".into(),
-            ..Default::default()
-        }),
-        ..Default::default()
-    })
-}
+use api_common::message;
 
 /// Three orders: two completed the same way, one declined.
 fn live() -> flowscope_server::live::SharedLive {
