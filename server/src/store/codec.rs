@@ -3,13 +3,12 @@
 use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
 
-use flowscope_model::{
-    BrokerMessage, FlowDetail, FlowSummary, Hop, Observation, QueueSample, SampleSource,
-    SpanObservation,
-};
+use flowscope_model::{FlowDetail, FlowSummary, Hop, Observation, QueueSample, SampleSource};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::blocks::{self, BlockRow};
+use super::items::ItemValue;
 use super::{Result, StoreError, WriteBatch};
 
 /// What a store URL names.
@@ -56,14 +55,6 @@ pub(super) fn redact_url(url: &str) -> String {
     url.to_owned()
 }
 
-/// One row of `observations`.
-#[derive(Debug, Clone, PartialEq)]
-pub(super) struct ObservationRow {
-    pub unix_us: i64,
-    pub kind: &'static str,
-    pub json: String,
-}
-
 /// One row of `queue_samples`.
 #[derive(Debug, Clone, PartialEq)]
 pub(super) struct SampleRow {
@@ -106,9 +97,15 @@ pub(super) struct FlowRow {
     pub services: String,
     pub event_types: String,
     pub summary: String,
-    pub detail: String,
+    /// zstd of the hops' JSON.
+    pub hops: Vec<u8>,
     /// `(kind, value)`, each once.
     pub keys: Vec<(&'static str, String)>,
+    /// How many of `items` are messages (the spans follow).
+    pub num_messages: usize,
+    /// The messages and spans with their identities, to be stored as
+    /// references to their observations where the store knows them.
+    pub items: Vec<(u64, ItemValue)>,
 }
 
 /// One row of `alerts`.
@@ -122,7 +119,8 @@ pub(super) struct AlertRow {
 /// A [`WriteBatch`] encoded, ready for one transaction.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub(super) struct BatchRows {
-    pub observations: Vec<ObservationRow>,
+    /// The observations (queue samples aside), in blocks.
+    pub blocks: Vec<BlockRow>,
     pub samples: Vec<SampleRow>,
     /// Each flow once (its last version in the batch).
     pub flows: Vec<FlowRow>,
@@ -131,33 +129,20 @@ pub(super) struct BatchRows {
     pub alerts: Vec<AlertRow>,
 }
 
-/// The part of a flow stored beside its summary.
-#[derive(Serialize)]
-struct FlowBodyRef<'a> {
-    hops: &'a [Hop],
-    messages: &'a [BrokerMessage],
-    spans: &'a [SpanObservation],
-}
-
-#[derive(Deserialize)]
-struct FlowBody {
-    hops: Vec<Hop>,
-    messages: Vec<BrokerMessage>,
-    spans: Vec<SpanObservation>,
-}
-
 impl BatchRows {
     /// Encodes a batch; fails on an alert without an id.
     pub(super) fn encode(batch: WriteBatch) -> Result<Self> {
         let mut rows = BatchRows::default();
+        let mut kept = Vec::with_capacity(batch.observations.len());
         for observation in &batch.observations {
             match observation {
                 Observation::QueueSample(sample) => rows.samples.push(sample_row(sample)),
-                other => rows.observations.push(observation_row(other)?),
+                other => kept.push(other),
             }
         }
+        rows.blocks = blocks::encode_blocks(&kept)?;
         rows.flows = last_by_key(batch.flows, |f| f.summary.id.clone())
-            .iter()
+            .into_iter()
             .map(flow_row)
             .collect::<Result<_>>()?;
         rows.deleted_flows = batch.deleted_flows;
@@ -174,13 +159,23 @@ impl BatchRows {
         self.num_rows() == 0
     }
 
-    /// Rows written (keys aside).
+    /// Items written (keys aside): observations, not their blocks.
     pub(super) fn num_rows(&self) -> usize {
-        self.observations.len()
+        self.num_observations()
             + self.samples.len()
             + self.flows.len()
             + self.deleted_flows.len()
             + self.alerts.len()
+    }
+}
+
+impl BatchRows {
+    /// Observations in the blocks.
+    pub(super) fn num_observations(&self) -> usize {
+        self.blocks
+            .iter()
+            .map(|b| usize::try_from(b.num_observations).unwrap_or(0))
+            .sum()
     }
 }
 
@@ -196,22 +191,6 @@ fn last_by_key<T, K: std::hash::Hash + Eq>(items: Vec<T>, key: impl Fn(&T) -> K)
         .filter(|(i, item)| last.get(&key(item)) == Some(i))
         .map(|(_, item)| item)
         .collect()
-}
-
-fn observation_row(observation: &Observation) -> Result<ObservationRow> {
-    let (kind, unix_us) = match observation {
-        Observation::Publish(m) => ("publish", m.observed_unix_us),
-        Observation::Deliver(m) => ("deliver", m.observed_unix_us),
-        Observation::DeadLetter(m) => ("dead_letter", m.observed_unix_us),
-        Observation::Span(s) => ("span", s.observed_unix_us),
-        Observation::QueueSample(s) => ("queue_sample", s.observed_unix_us),
-        Observation::Topology(t) => ("topology", t.observed_unix_us),
-    };
-    Ok(ObservationRow {
-        unix_us,
-        kind,
-        json: to_json(observation, "encode an observation")?,
-    })
 }
 
 fn sample_row(s: &QueueSample) -> SampleRow {
@@ -254,13 +233,24 @@ pub(super) fn sample_from_tuple(t: SampleTuple) -> QueueSample {
     }
 }
 
-fn flow_row(flow: &FlowDetail) -> Result<FlowRow> {
+fn flow_row(flow: FlowDetail) -> Result<FlowRow> {
+    let keys = flow_keys(&flow);
+    let hops = blocks::compress(to_json(&flow.hops, "encode a flow's hops")?.as_bytes())?;
     let s = &flow.summary;
-    let body = FlowBodyRef {
-        hops: &flow.hops,
-        messages: &flow.messages,
-        spans: &flow.spans,
-    };
+    let num_messages = flow.messages.len();
+    let mut items = Vec::with_capacity(num_messages + flow.spans.len());
+    for m in flow.messages {
+        items.push((
+            blocks::message_identity(&m),
+            ItemValue::Message(Box::new(m)),
+        ));
+    }
+    for span in flow.spans {
+        items.push((
+            blocks::span_identity(&span),
+            ItemValue::Span(Box::new(span)),
+        ));
+    }
     Ok(FlowRow {
         id: s.id.clone(),
         business_key: s.key.clone(),
@@ -270,8 +260,10 @@ fn flow_row(flow: &FlowDetail) -> Result<FlowRow> {
         services: list_text(&s.services),
         event_types: list_text(&s.event_types),
         summary: to_json(s, "encode a flow summary")?,
-        detail: to_json(&body, "encode a flow")?,
-        keys: flow_keys(flow),
+        hops,
+        keys,
+        num_messages,
+        items,
     })
 }
 
@@ -347,18 +339,13 @@ pub(super) fn decode_summary(json: &str) -> Result<FlowSummary> {
     from_json(json, "read a stored flow summary")
 }
 
-pub(super) fn decode_flow(summary: &str, detail: &str) -> Result<FlowDetail> {
-    let body: FlowBody = from_json(detail, "read a stored flow")?;
-    Ok(FlowDetail {
-        summary: decode_summary(summary)?,
-        hops: body.hops,
-        messages: body.messages,
-        spans: body.spans,
+/// A flow's hops from their column.
+pub(super) fn decode_hops(hops: &[u8]) -> Result<Vec<Hop>> {
+    let json = blocks::decompress(hops)?;
+    serde_json::from_slice(&json).map_err(|source| StoreError::Json {
+        what: "read a stored flow's hops",
+        source,
     })
-}
-
-pub(super) fn decode_observation(json: &str) -> Result<Observation> {
-    from_json(json, "read a stored observation")
 }
 
 pub(super) fn decode_alert(json: &str) -> Result<Value> {

@@ -43,6 +43,21 @@ pub enum StoreError {
         source: serde_json::Error,
     },
     #[error(
+        "cannot {what} stored data: {source}; the store file is damaged, move it away to start afresh"
+    )]
+    Compression {
+        what: &'static str,
+        source: std::io::Error,
+    },
+    #[error(
+        "cannot read {what}: the stored bytes are malformed; the store is damaged, move it away to start afresh"
+    )]
+    Corrupt { what: &'static str },
+    #[error(
+        "the store at {location} was written by an older flowscope (one row per observation, table `observations`), which this version cannot read or convert; keep it elsewhere and start with an empty store: move the SQLite file away, or for PostgreSQL drop its tables observations, queue_samples, flows, flow_keys and alerts (or point store.url at a new file or database)"
+    )]
+    OldSchema { location: String },
+    #[error(
         "alert record without a string \"id\": {doc}; every alert the alert engine stores needs one"
     )]
     AlertWithoutId { doc: String },

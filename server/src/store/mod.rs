@@ -16,29 +16,43 @@
 //! server start ◄── Store::observations_since (replay into the correlator)
 //! ```
 //!
+//! Each observation is stored once, compressed: the observations of a batch
+//! go into blocks of up to 128 (`blocks.rs`: zstd of JSON lines), and a flow
+//! row holds its summary, its hops (zstd JSON) and, instead of copies of its
+//! messages and spans, references `(block id, line)` to the observations they
+//! came from (`items.rs`; a message the store cannot place is kept inline).
+//! A flow rewritten as it grows so rewrites a few hundred bytes, not its events.
+//!
 //! Tables (the same in both backends):
 //!
 //! | table | columns | indexes |
 //! |---|---|---|
-//! | `observations` | `seq`, `unix_us`, `kind`, `json` (the observation, compact JSON) | `unix_us` |
+//! | `observation_blocks` | `seq` (write order), `id` (random, named before writing), `min_unix_us`, `max_unix_us`, `num_observations`, `data` (zstd of JSON lines; a line deleted by retention is empty) | `id`, `max_unix_us` |
 //! | `queue_samples` | `vhost`, `queue`, `unix_us`, `source`, `ready`, `unacked`, `consumers`, `publish_rate`, `deliver_rate`, `ack_rate`, `head_message_timestamp` | `(vhost, queue, unix_us)`, `unix_us` |
-//! | `flows` | `id` (key), `business_key`, `status`, `started_unix_us`, `last_seen_unix_us`, `services`, `event_types` (`\|a\|b\|`), `summary` and `detail` (JSON: the summary, and the hops, messages and spans) | `started_unix_us`, `last_seen_unix_us`, `(status, started_unix_us)` |
+//! | `flows` | `id` (key), `business_key`, `status`, `started_unix_us`, `last_seen_unix_us`, `services`, `event_types` (`\|a\|b\|`), `summary` (JSON), `hops` (zstd JSON), `items` (the messages and spans: references into blocks, see `items.rs`) | `started_unix_us`, `last_seen_unix_us`, `(status, started_unix_us)` |
 //! | `flow_keys` | `flow_id`, `kind` (`key`, `message_id`, `trace_id`, `correlation_id`), `value` | key `(flow_id, kind, value)`, `value` |
 //! | `alerts` | `id` (key), `updated_unix_us`, `doc` (the alert, JSON) | `updated_unix_us` |
 //!
 //! Queue samples are observations too, but live in their own table so a
-//! queue's history is an indexed range scan; `observations` holds the rest.
+//! queue's history is an indexed range scan; `observation_blocks` holds the rest.
+//!
+//! A store written by flowscope before blocks (a table `observations`, one
+//! row per observation) is refused at open with [`StoreError::OldSchema`],
+//! which says to move it away: it is not converted.
 
+mod blocks;
 mod codec;
 mod error;
+mod items;
 mod postgres;
+mod read;
 mod retention;
 mod sql;
 mod sql_store;
 mod sqlite;
 mod writer;
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use flowscope_model::{FlowDetail, FlowStatus, FlowSummary, Observation, QueueSample};
 use serde::{Deserialize, Serialize};
@@ -237,6 +251,8 @@ pub struct StoreStats {
 pub struct Store {
     backend: Backend,
     limits: Arc<Limits>,
+    /// Where recent messages and spans are, for flows to refer to them.
+    locations: Arc<Mutex<items::Locations>>,
 }
 
 #[derive(Debug, Clone)]
@@ -282,6 +298,7 @@ impl Store {
         Ok(Store {
             backend,
             limits: Arc::new(limits),
+            locations: Arc::default(),
         })
     }
 
@@ -299,22 +316,63 @@ impl Store {
         self.write_rows(&rows).await
     }
 
-    /// Turns a batch into rows, off the async threads (JSON encoding is CPU work).
+    /// Turns a batch into rows, off the async threads (JSON encoding and
+    /// compression are CPU work).
     async fn encode(batch: WriteBatch) -> Result<codec::BatchRows> {
-        match tokio::task::spawn_blocking(move || codec::BatchRows::encode(batch)).await {
-            Ok(rows) => rows,
-            Err(join) => match join.try_into_panic() {
-                Ok(panic) => std::panic::resume_unwind(panic),
-                Err(_) => panic!("the runtime shut down while a batch was being encoded"),
-            },
-        }
+        blocking(move || codec::BatchRows::encode(batch)).await
     }
 
+    /// Writes encoded rows in one transaction. The blocks' messages and
+    /// spans are remembered first, so the flows of this batch and later ones
+    /// refer to them instead of storing them again.
     async fn write_rows(&self, rows: &codec::BatchRows) -> Result<()> {
         if rows.is_empty() {
             return Ok(());
         }
-        dispatch!(self, b => b.write(rows).await)
+        let items = self.flow_items(rows).await?;
+        dispatch!(self, b => b.write(rows, &items).await)
+    }
+
+    /// Each flow's `items` column: references where the observation is
+    /// known, the message or span itself where not.
+    async fn flow_items(&self, rows: &codec::BatchRows) -> Result<Vec<Vec<u8>>> {
+        let locations: Vec<Vec<Option<items::Location>>> = {
+            let mut known = self.locations.lock().unwrap_or_else(|p| p.into_inner());
+            for block in &rows.blocks {
+                for &(identity, line) in &block.identities {
+                    known.insert(identity, (block.id, line));
+                }
+            }
+            let flows = rows.flows.iter();
+            flows
+                .map(|f| f.items.iter().map(|(id, _)| known.get(*id)).collect())
+                .collect()
+        };
+        let all_known = locations.iter().flatten().all(Option::is_some);
+        let encode = |flows: &[codec::FlowRow], locations: &[Vec<Option<items::Location>>]| {
+            flows
+                .iter()
+                .zip(locations)
+                .map(|(flow, at)| {
+                    let resolved: Vec<_> = flow
+                        .items
+                        .iter()
+                        .zip(at)
+                        .map(|((_, value), at)| match at {
+                            Some(at) => items::Resolved::At(*at),
+                            None => items::Resolved::Inline(value),
+                        })
+                        .collect();
+                    items::encode_items(flow.num_messages, &resolved)
+                })
+                .collect::<Result<Vec<_>>>()
+        };
+        if all_known {
+            // References only: a few bytes per item, no CPU worth a thread.
+            return encode(&rows.flows, &locations);
+        }
+        let flows = rows.flows.clone();
+        blocking(move || encode(&flows, &locations)).await
     }
 
     /// A page of flows matching the filter, newest first, and how many match.
@@ -368,7 +426,13 @@ impl Store {
         since_unix_us: i64,
         limit: usize,
     ) -> Result<Vec<Observation>> {
-        dispatch!(self, b => b.observations_since(since_unix_us, limit).await)
+        let (observations, located) =
+            dispatch!(self, b => b.observations_since(since_unix_us, limit).await)?;
+        let mut known = self.locations.lock().unwrap_or_else(|p| p.into_inner());
+        for (identity, location) in located {
+            known.insert(identity, location);
+        }
+        Ok(observations)
     }
 
     /// Deletes rows older than the retention, then the oldest rows of every
@@ -387,5 +451,16 @@ impl Store {
     /// Closes every connection; clones of this store stop working.
     pub async fn close(&self) {
         dispatch!(self, b => b.close().await)
+    }
+}
+
+/// Runs CPU work (encoding, compression) on the blocking threads.
+async fn blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> T {
+    match tokio::task::spawn_blocking(work).await {
+        Ok(done) => done,
+        Err(join) => match join.try_into_panic() {
+            Ok(panic) => std::panic::resume_unwind(panic),
+            Err(_) => panic!("the runtime shut down while the store was encoding or decoding"),
+        },
     }
 }

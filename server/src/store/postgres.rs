@@ -23,13 +23,17 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const SCHEMA_LOCK: i64 = 0x666c_6f77_7363_6f70; // "flowscop"
 
 const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS observations (
+CREATE TABLE IF NOT EXISTS observation_blocks (
     seq BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    unix_us BIGINT NOT NULL,
-    kind TEXT NOT NULL,
-    json TEXT NOT NULL
+    id BIGINT NOT NULL UNIQUE,
+    min_unix_us BIGINT NOT NULL,
+    max_unix_us BIGINT NOT NULL,
+    num_observations BIGINT NOT NULL,
+    data BYTEA NOT NULL
 );
-CREATE INDEX IF NOT EXISTS observations_by_time ON observations (unix_us);
+CREATE INDEX IF NOT EXISTS observation_blocks_by_time ON observation_blocks (max_unix_us);
+-- zstd already: no point in PostgreSQL compressing it again.
+ALTER TABLE observation_blocks ALTER COLUMN data SET STORAGE EXTERNAL;
 
 CREATE TABLE IF NOT EXISTS queue_samples (
     vhost TEXT NOT NULL,
@@ -56,7 +60,8 @@ CREATE TABLE IF NOT EXISTS flows (
     services TEXT NOT NULL,
     event_types TEXT NOT NULL,
     summary TEXT NOT NULL,
-    detail TEXT NOT NULL
+    hops BYTEA NOT NULL,
+    items BYTEA NOT NULL
 );
 CREATE INDEX IF NOT EXISTS flows_by_start ON flows (started_unix_us);
 CREATE INDEX IF NOT EXISTS flows_by_last_seen ON flows (last_seen_unix_us);
@@ -82,14 +87,14 @@ CREATE INDEX IF NOT EXISTS alerts_by_update ON alerts (updated_unix_us);
 /// `pg_total_relation_size` does not shrink when rows are deleted (the space
 /// is reused, not returned), so bounding it would delete more every hour.
 const LIVE_BYTES: &str = "SELECT (
-    (SELECT COALESCE(SUM(pg_column_size(json)), 0) + COUNT(*) * 40 FROM observations)
+    (SELECT COALESCE(SUM(pg_column_size(data)), 0) + COUNT(*) * 80 FROM observation_blocks)
   + (SELECT COALESCE(SUM(pg_column_size(t.*)), 0) FROM queue_samples t)
-  + (SELECT COALESCE(SUM(pg_column_size(summary) + pg_column_size(detail)), 0) + COUNT(*) * 40 FROM flows)
+  + (SELECT COALESCE(SUM(pg_column_size(summary) + pg_column_size(hops) + pg_column_size(items)), 0) + COUNT(*) * 40 FROM flows)
   + (SELECT COALESCE(SUM(pg_column_size(t.*)), 0) FROM flow_keys t)
   + (SELECT COALESCE(SUM(pg_column_size(doc)), 0) FROM alerts)
 )::BIGINT";
 
-const TOTAL_BYTES: &str = "SELECT (pg_total_relation_size('observations') \
+const TOTAL_BYTES: &str = "SELECT (pg_total_relation_size('observation_blocks') \
     + pg_total_relation_size('queue_samples') + pg_total_relation_size('flows') \
     + pg_total_relation_size('flow_keys') + pg_total_relation_size('alerts'))::BIGINT";
 
@@ -107,6 +112,7 @@ impl Dialect for Postgres {
                 Bind::Int(n) => args.add(*n),
                 Bind::OptInt(n) => args.add(*n),
                 Bind::OptReal(x) => args.add(*x),
+                Bind::Bytes(b) => args.add(*b),
             };
             added.expect("text and numbers always encode");
         }
@@ -141,9 +147,13 @@ impl PgStore {
             .max_connections(MAX_CONNECTIONS)
             .acquire_timeout(CONNECT_TIMEOUT)
             .connect_lazy_with(options);
-        create_tables(&pool)
+        let old = create_tables(&pool)
             .await
             .map_err(|source| StoreError::Schema { source })?;
+        if old {
+            pool.close().await;
+            return Err(StoreError::OldSchema { location: shown });
+        }
         tracing::info!(url = %shown, "opened the PostgreSQL store");
         Ok(SqlStore::new(pool))
     }
@@ -172,17 +182,30 @@ impl PgStore {
     }
 }
 
-async fn create_tables(pool: &sqlx::PgPool) -> std::result::Result<(), sqlx::Error> {
+/// Creates the missing tables; `true` (and nothing created) when the
+/// database holds the layout before observation blocks.
+async fn create_tables(pool: &sqlx::PgPool) -> std::result::Result<bool, sqlx::Error> {
     let mut tx = pool.begin().await?;
     sqlx::query("SELECT pg_advisory_xact_lock($1)")
         .bind(SCHEMA_LOCK)
         .execute(&mut *tx)
         .await?;
+    let (old,): (bool,) = sqlx::query_as("SELECT to_regclass('observations') IS NOT NULL")
+        .fetch_one(&mut *tx)
+        .await?;
+    if old {
+        return Ok(true);
+    }
     sqlx::raw_sql(SCHEMA).execute(&mut *tx).await?;
-    tx.commit().await
+    tx.commit().await?;
+    Ok(false)
 }
 
 impl RetentionOps for PgStore {
+    async fn trim_blocks(&self, cutoff: i64) -> Result<u64> {
+        SqlStore::trim_blocks(self, cutoff).await
+    }
+
     async fn delete_rows(&self, sql: String, arg: i64) -> Result<u64> {
         let mut statement = Statement::new(sql);
         statement.binds.push(Bind::Int(arg));

@@ -1,4 +1,9 @@
 //! Retention, the same for both backends: by age, then by size.
+//!
+//! Observations go by block: by age, a block whose newest observation is
+//! older than the cutoff goes whole, and a block across the cutoff is
+//! rewritten without its old lines; by size, the oldest blocks go whole.
+//! Counts are of observations, not blocks.
 
 use std::future::Future;
 
@@ -21,6 +26,9 @@ pub(super) trait RetentionOps {
     fn used_bytes(&self) -> impl Future<Output = Result<u64>> + Send;
     /// Gives space freed by deletions back, where the backend can.
     fn reclaim(&self) -> impl Future<Output = Result<()>> + Send;
+    /// Deletes the observations older than `cutoff` from blocks that also
+    /// hold newer ones; returns how many went.
+    fn trim_blocks(&self, cutoff: i64) -> impl Future<Output = Result<u64>> + Send;
 }
 
 /// A table and the time its rows age by.
@@ -31,8 +39,8 @@ struct Aged {
 }
 
 const OBSERVATIONS: Aged = Aged {
-    table: "observations",
-    time: "unix_us",
+    table: "observation_blocks",
+    time: "max_unix_us",
 };
 const QUEUE_SAMPLES: Aged = Aged {
     table: "queue_samples",
@@ -48,12 +56,28 @@ const ALERTS: Aged = Aged {
 };
 
 /// Deletes the rows of `aged` whose time is `op` (`<` or `<=`) `$1`, with
-/// the lookup keys of deleted flows.
+/// the lookup keys of deleted flows; returns the rows (for blocks: the
+/// observations) deleted.
 async fn delete_older<B: RetentionOps>(b: &B, aged: Aged, op: &str, time: i64) -> Result<u64> {
     let Aged {
         table,
         time: column,
     } = aged;
+    if table == OBSERVATIONS.table {
+        let observations = b
+            .query_number(
+                format!(
+                    "SELECT CAST(COALESCE(SUM(num_observations), 0) AS BIGINT) \
+                     FROM {table} WHERE {column} {op} $1"
+                ),
+                Some(time),
+            )
+            .await?
+            .unwrap_or(0);
+        b.delete_rows(format!("DELETE FROM {table} WHERE {column} {op} $1"), time)
+            .await?;
+        return Ok(u64::try_from(observations).unwrap_or(0));
+    }
     if table == "flows" {
         b.delete_rows(
             format!(
@@ -70,7 +94,7 @@ async fn delete_older<B: RetentionOps>(b: &B, aged: Aged, op: &str, time: i64) -
 
 fn count(report: &mut RetentionReport, aged: Aged) -> &mut u64 {
     match aged.table {
-        "observations" => &mut report.num_observations,
+        "observation_blocks" => &mut report.num_observations,
         "queue_samples" => &mut report.num_queue_samples,
         "flows" => &mut report.num_flows,
         _ => &mut report.num_alerts,
@@ -92,6 +116,7 @@ pub(super) async fn enforce<B: RetentionOps>(
         for aged in [OBSERVATIONS, QUEUE_SAMPLES, FLOWS, ALERTS] {
             *count(&mut report, aged) += delete_older(b, aged, "<", cutoff).await?;
         }
+        report.num_observations += b.trim_blocks(cutoff).await?;
         if report.num_deleted() > 0 {
             b.reclaim().await?;
         }

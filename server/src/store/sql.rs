@@ -23,6 +23,7 @@ pub(super) enum Bind<'a> {
     Int(i64),
     OptInt(Option<i64>),
     OptReal(Option<f64>),
+    Bytes(&'a [u8]),
 }
 
 /// What differs between the backends' SQL.
@@ -114,15 +115,25 @@ fn in_list<'r>(head: &str, ids: &[&'r str]) -> Vec<Statement<'r>> {
         .collect()
 }
 
-/// The statements that write a batch, in order.
-pub(super) fn write_statements(rows: &BatchRows) -> Vec<Statement<'_>> {
+/// The statements that write a batch, in order; `items` is each flow's
+/// `items` column (see [`super::items`]).
+pub(super) fn write_statements<'r>(
+    rows: &'r BatchRows,
+    items: &'r [Vec<u8>],
+) -> Vec<Statement<'r>> {
     let mut out = inserts(
-        "observations (unix_us, kind, json)",
+        "observation_blocks (id, min_unix_us, max_unix_us, num_observations, data)",
         "",
-        rows.observations
-            .iter()
-            .map(|r| vec![Bind::Int(r.unix_us), Bind::Str(r.kind), Bind::Str(&r.json)]),
-        3,
+        rows.blocks.iter().map(|b| {
+            vec![
+                Bind::Int(b.id),
+                Bind::Int(b.min_unix_us),
+                Bind::Int(b.max_unix_us),
+                Bind::Int(b.num_observations),
+                Bind::Bytes(&b.data),
+            ]
+        }),
+        5,
     );
     out.extend(inserts(
         "queue_samples (vhost, queue, unix_us, source, ready, unacked, consumers, \
@@ -147,13 +158,17 @@ pub(super) fn write_statements(rows: &BatchRows) -> Vec<Statement<'_>> {
     ));
     out.extend(inserts(
         "flows (id, business_key, status, started_unix_us, last_seen_unix_us, services, \
-         event_types, summary, detail)",
+         event_types, summary, hops, items)",
         " ON CONFLICT (id) DO UPDATE SET business_key = excluded.business_key, \
          status = excluded.status, started_unix_us = excluded.started_unix_us, \
          last_seen_unix_us = excluded.last_seen_unix_us, services = excluded.services, \
-         event_types = excluded.event_types, summary = excluded.summary, detail = excluded.detail",
-        rows.flows.iter().map(flow_binds),
-        9,
+         event_types = excluded.event_types, summary = excluded.summary, hops = excluded.hops, \
+         items = excluded.items",
+        rows.flows
+            .iter()
+            .zip(items)
+            .map(|(f, items)| flow_binds(f, items)),
+        10,
     ));
     let upserted: Vec<&str> = rows.flows.iter().map(|f| f.id.as_str()).collect();
     out.extend(in_list("DELETE FROM flow_keys WHERE flow_id", &upserted));
@@ -187,7 +202,7 @@ pub(super) fn write_statements(rows: &BatchRows) -> Vec<Statement<'_>> {
     out
 }
 
-fn flow_binds(f: &FlowRow) -> Vec<Bind<'_>> {
+fn flow_binds<'r>(f: &'r FlowRow, items: &'r [u8]) -> Vec<Bind<'r>> {
     vec![
         Bind::Str(&f.id),
         Bind::OptStr(f.business_key.as_deref()),
@@ -197,7 +212,8 @@ fn flow_binds(f: &FlowRow) -> Vec<Bind<'_>> {
         Bind::Str(&f.services),
         Bind::Str(&f.event_types),
         Bind::Str(&f.summary),
-        Bind::Str(&f.detail),
+        Bind::Bytes(&f.hops),
+        Bind::Bytes(items),
     ]
 }
 
@@ -264,7 +280,7 @@ pub(super) fn to_i64(n: usize) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
-pub(super) const FLOW_BY_ID: &str = "SELECT summary, detail FROM flows WHERE id = $1";
+pub(super) const FLOW_BY_ID: &str = "SELECT summary, hops, items FROM flows WHERE id = $1";
 
 pub(super) const LOOKUP: &str = "SELECT k.flow_id FROM flow_keys k JOIN flows f ON f.id = k.flow_id \
      WHERE k.value = $1 GROUP BY k.flow_id, f.started_unix_us \
@@ -298,9 +314,22 @@ pub(super) const QUEUE_SAMPLES_BUCKETED: &str = concat!(
 
 pub(super) const ALERTS: &str = "SELECT doc FROM alerts ORDER BY updated_unix_us DESC, id LIMIT $1";
 
-pub(super) const OBSERVATIONS_SINCE: &str =
-    "SELECT json FROM observations WHERE unix_us >= $1 ORDER BY seq LIMIT $2";
+/// The next page of blocks holding observations seen at or after `$1`, after block `$2`.
+pub(super) const BLOCKS_SINCE: &str = "SELECT seq, id, data FROM observation_blocks \
+     WHERE max_unix_us >= $1 AND seq > $2 ORDER BY seq LIMIT $3";
 
-pub(super) const COUNTS: &str = "SELECT (SELECT COUNT(*) FROM observations), \
+/// The first block holding observations seen at or after `$1`.
+pub(super) const FIRST_BLOCK_SINCE: &str =
+    "SELECT MIN(seq) FROM observation_blocks WHERE max_unix_us >= $1";
+
+/// Blocks by id: `SELECT id, data … WHERE id IN (…)` is built with [`blocks_by_id`].
+pub(super) fn blocks_by_id<'a>(ids: &[i64]) -> Statement<'a> {
+    let mut statement = Statement::new("SELECT id, data FROM observation_blocks WHERE id IN ");
+    statement.tuple(ids.iter().map(|id| Bind::Int(*id)).collect());
+    statement
+}
+
+pub(super) const COUNTS: &str = "SELECT \
+     (SELECT CAST(COALESCE(SUM(num_observations), 0) AS BIGINT) FROM observation_blocks), \
      (SELECT COUNT(*) FROM queue_samples), (SELECT COUNT(*) FROM flows), \
      (SELECT COUNT(*) FROM flow_keys), (SELECT COUNT(*) FROM alerts)";

@@ -3,16 +3,22 @@
 
 use std::marker::PhantomData;
 
-use flowscope_model::{FlowDetail, FlowSummary, Observation, QueueSample};
+use flowscope_model::{FlowDetail, FlowSummary, QueueSample};
 use serde_json::Value;
 use sqlx::{AssertSqlSafe, Database, Executor, FromRow, IntoArguments, Pool};
 
 use super::codec::{self, BatchRows, SampleTuple};
 use super::sql::{
-    ALERTS, Bind, COUNTS, Dialect, FLOW_BY_ID, LOOKUP, OBSERVATIONS_SINCE, QUEUE_RANGE,
-    QUEUE_SAMPLES, QUEUE_SAMPLES_BUCKETED, Statement, push_flow_where, to_i64, write_statements,
+    ALERTS, BLOCKS_SINCE, Bind, COUNTS, Dialect, FIRST_BLOCK_SINCE, FLOW_BY_ID, LOOKUP,
+    QUEUE_RANGE, QUEUE_SAMPLES, QUEUE_SAMPLES_BUCKETED, Statement, blocks_by_id, push_flow_where,
+    to_i64, write_statements,
 };
-use super::{FlowFilter, Result, StoreError};
+use super::{FlowFilter, Result, StoreError, blocking, read};
+
+/// Blocks read per query by `observations_since`: ~5 MB of JSON at most.
+const REPLAY_PAGE_BLOCKS: i64 = 16;
+/// Block ids per query when a flow is read.
+const BLOCK_IDS_PER_QUERY: usize = 200;
 
 /// Row counts: observations, queue samples, flows, flow keys, alerts.
 pub(super) type Counts = (i64, i64, i64, i64, i64);
@@ -44,7 +50,9 @@ where
     for<'c> &'c mut D::Connection: Executor<'c, Database = D>,
     D::Arguments: IntoArguments<D>,
     for<'r> (String,): FromRow<'r, D::Row>,
-    for<'r> (String, String): FromRow<'r, D::Row>,
+    for<'r> (String, Vec<u8>, Vec<u8>): FromRow<'r, D::Row>,
+    for<'r> (i64, i64, Vec<u8>): FromRow<'r, D::Row>,
+    for<'r> (i64, Vec<u8>): FromRow<'r, D::Row>,
     for<'r> (i64,): FromRow<'r, D::Row>,
     for<'r> (Option<i64>,): FromRow<'r, D::Row>,
     for<'r> (i64, Option<i64>, Option<i64>): FromRow<'r, D::Row>,
@@ -97,11 +105,11 @@ where
         Ok(value)
     }
 
-    /// Writes a batch in one transaction.
-    pub(super) async fn write(&self, rows: &BatchRows) -> Result<()> {
+    /// Writes a batch in one transaction; `items` is each flow's `items` column.
+    pub(super) async fn write(&self, rows: &BatchRows, items: &[Vec<u8>]) -> Result<()> {
         let what = "write a batch";
         let mut tx = self.pool.begin().await.map_err(StoreError::query(what))?;
-        for statement in write_statements(rows) {
+        for statement in write_statements(rows, items) {
             let args = D::arguments(&statement.binds);
             sqlx::query_with(AssertSqlSafe(statement.sql), args)
                 .execute(&mut *tx)
@@ -133,10 +141,24 @@ where
     pub(super) async fn flow(&self, id: &str) -> Result<Option<FlowDetail>> {
         let mut statement = Statement::new(FLOW_BY_ID);
         statement.binds.push(Bind::Str(id));
-        let rows: Vec<(String, String)> = self.fetch(statement, "read a flow").await?;
-        rows.first()
-            .map(|(summary, detail)| codec::decode_flow(summary, detail))
-            .transpose()
+        let rows: Vec<(String, Vec<u8>, Vec<u8>)> = self.fetch(statement, "read a flow").await?;
+        let Some((summary, hops, items)) = rows.into_iter().next() else {
+            return Ok(None);
+        };
+        let stored = super::items::decode_items(&items)?;
+        let mut ids: Vec<i64> = stored.block_ids().collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let mut blocks = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(BLOCK_IDS_PER_QUERY) {
+            let found: Vec<(i64, Vec<u8>)> = self
+                .fetch(blocks_by_id(chunk), "read a flow's observations")
+                .await?;
+            blocks.extend(found);
+        }
+        blocking(move || read::assemble_flow(&summary, &hops, stored, blocks))
+            .await
+            .map(Some)
     }
 
     pub(super) async fn lookup(&self, needle: &str) -> Result<Vec<String>> {
@@ -183,19 +205,79 @@ where
         rows.iter().map(|(doc,)| codec::decode_alert(doc)).collect()
     }
 
+    /// The observations seen at or after a time, in the order stored, and
+    /// where the messages and spans among them are.
     pub(super) async fn observations_since(
         &self,
         since_unix_us: i64,
         limit: usize,
-    ) -> Result<Vec<Observation>> {
-        let mut statement = Statement::new(OBSERVATIONS_SINCE);
-        statement
-            .binds
-            .extend([Bind::Int(since_unix_us), Bind::Int(to_i64(limit))]);
-        let rows: Vec<(String,)> = self.fetch(statement, "read observations").await?;
-        rows.iter()
-            .map(|(json,)| codec::decode_observation(json))
-            .collect()
+    ) -> Result<read::Replayed> {
+        let what = "read observations";
+        let (mut out, mut located) = (Vec::new(), Vec::new());
+        let Some(first) = self
+            .scalar(FIRST_BLOCK_SINCE.into(), Some(since_unix_us))
+            .await?
+        else {
+            return Ok((out, located));
+        };
+        let mut after = first - 1;
+        while out.len() < limit {
+            let mut statement = Statement::new(BLOCKS_SINCE);
+            statement.binds.extend([
+                Bind::Int(since_unix_us),
+                Bind::Int(after),
+                Bind::Int(REPLAY_PAGE_BLOCKS),
+            ]);
+            let rows: Vec<(i64, i64, Vec<u8>)> = self.fetch(statement, what).await?;
+            let Some(&(last, _, _)) = rows.last() else {
+                break;
+            };
+            after = last;
+            let wanted = limit - out.len();
+            let (page, page_located) =
+                blocking(move || read::observations_in(rows, since_unix_us, wanted)).await?;
+            out.extend(page);
+            located.extend(page_located);
+        }
+        Ok((out, located))
+    }
+
+    /// Deletes the observations older than `cutoff` from the blocks that
+    /// also hold newer ones (the others go whole); returns how many went.
+    pub(super) async fn trim_blocks(&self, cutoff: i64) -> Result<u64> {
+        let what = "delete old observations";
+        let mut statement =
+            Statement::new("SELECT id, data FROM observation_blocks WHERE min_unix_us < $1");
+        statement.binds.push(Bind::Int(cutoff));
+        let rows: Vec<(i64, Vec<u8>)> = self.fetch(statement, what).await?;
+        let mut deleted = 0;
+        for (id, data) in rows {
+            let Some(t) = blocking(move || super::blocks::trim_block(&data, cutoff)).await? else {
+                continue;
+            };
+            let mut statement = if t.num_observations == 0 {
+                Statement::new("DELETE FROM observation_blocks WHERE id = $1")
+            } else {
+                let mut update = Statement::new(
+                    "UPDATE observation_blocks SET data = $2, num_observations = $3, \
+                     min_unix_us = $4, max_unix_us = $5 WHERE id = $1",
+                );
+                update.binds.push(Bind::Int(id));
+                update.binds.extend([
+                    Bind::Bytes(&t.data),
+                    Bind::Int(t.num_observations),
+                    Bind::Int(t.min_unix_us),
+                    Bind::Int(t.max_unix_us),
+                ]);
+                update
+            };
+            if statement.binds.is_empty() {
+                statement.binds.push(Bind::Int(id));
+            }
+            self.execute(statement, what).await?;
+            deleted += t.num_deleted;
+        }
+        Ok(deleted)
     }
 
     /// Row counts of every table.
