@@ -52,6 +52,10 @@ pub struct UiLoadArgs {
     /// The `flowscope` binary (default: the release build in the target dir).
     #[arg(long)]
     flowscope: Option<PathBuf>,
+    /// The built UI to serve (default: the workspace's `dist/`): lets a
+    /// before/after comparison keep a copy of the old build elsewhere.
+    #[arg(long)]
+    ui_dir: Option<PathBuf>,
 }
 
 /// The vhost this benchmark creates on the private node, and deletes after.
@@ -63,7 +67,17 @@ const NEXT_EVENTS: [&str; 3] = ["PaymentProcessed", "InventoryReserved", "Shipme
 
 /// Runs the benchmark and prints one row per view and figure.
 pub async fn run(args: UiLoadArgs) -> anyhow::Result<()> {
-    let dist = built_ui()?;
+    let dist = match &args.ui_dir {
+        Some(dir) => {
+            anyhow::ensure!(
+                dir.join("index.html").exists() && dir.join("pkg").is_dir(),
+                "--ui-dir {}: no index.html and pkg/ there; point it at a scripts/build-ui output",
+                dir.display()
+            );
+            dir.clone()
+        }
+        None => built_ui()?,
+    };
     let mgmt = Mgmt::new(&args.management_url);
     mgmt.check().await?;
     mgmt.create_vhost().await?;
@@ -161,6 +175,8 @@ struct ViewFigures {
     dom_nodes: f64,
     updates_per_sec: f64,
     rows_shown: f64,
+    stall_p99_ms: f64,
+    stall_max_ms: f64,
 }
 
 impl ViewFigures {
@@ -183,6 +199,13 @@ impl ViewFigures {
             row("long tasks (> 50 ms)", "", self.long_tasks, "0"),
             row("longest task", "ms", self.max_task_ms, "≤ 50 ms"),
             row("total blocking time", "ms", self.blocking_ms, "—"),
+            row(
+                "main-thread stall p99 (20 ms timer lateness)",
+                "ms",
+                self.stall_p99_ms,
+                "—",
+            ),
+            row("main-thread stall max", "ms", self.stall_max_ms, "< 50 ms"),
             row("DOM nodes (median)", "", self.dom_nodes, "< 1,400"),
             row("rows or nodes drawn", "", self.rows_shown, "—"),
         ]
@@ -191,7 +214,7 @@ impl ViewFigures {
 
 /// Installs the observers once the page has settled, waits `secs`, then reads them.
 const OBSERVE_JS: &str = r#"
-window.__bench = { tasks: [], dom: [], updates: 0, started: performance.now(), calibration: null, seen: false };
+window.__bench = { tasks: [], dom: [], lag: [], updates: 0, started: performance.now(), calibration: null, seen: false };
 new PerformanceObserver(list => {
   for (const e of list.getEntries()) {
     const c = window.__bench.calibration;
@@ -212,16 +235,26 @@ window.__bench.es = es;
 window.__bench.timer = setInterval(() => {
   window.__bench.dom.push(document.getElementsByTagName('*').length);
 }, 1000);
+// Main-thread stalls below the long-task threshold: how late a 20 ms timer fires
+// (the calibration task excluded).
+let last = performance.now();
+window.__bench.lagTimer = setInterval(() => {
+  const now = performance.now();
+  const c = window.__bench.calibration;
+  if (!c || now > c[1] + 100) { window.__bench.lag.push(Math.max(0, now - last - 20)); }
+  last = now;
+}, 20);
 return true;
 "#;
 
 const READ_JS: &str = r#"
 const b = window.__bench;
 clearInterval(b.timer);
+clearInterval(b.lagTimer);
 b.es.close();
 const secs = (performance.now() - b.started) / 1000;
 const rows = document.querySelectorAll('tr, li, [data-node], g.node').length;
-return { tasks: b.tasks, dom: b.dom, updates: b.updates, secs, rows, seen: b.seen };
+return { tasks: b.tasks, dom: b.dom, lag: b.lag, updates: b.updates, secs, rows, seen: b.seen };
 "#;
 
 async fn measure_view(
@@ -251,6 +284,13 @@ async fn measure_view(
     );
     let tasks = nums("tasks");
     let dom = nums("dom");
+    let mut lag = nums("lag");
+    lag.sort_by(f64::total_cmp);
+    let p99 = lag
+        .get((lag.len() as f64 * 0.99) as usize)
+        .or(lag.last())
+        .copied()
+        .unwrap_or(0.0);
     let elapsed = read["secs"].as_f64().unwrap_or(secs as f64).max(0.001);
     Ok(ViewFigures {
         long_tasks: tasks.len() as f64,
@@ -262,6 +302,8 @@ async fn measure_view(
         dom_nodes: median(&dom),
         updates_per_sec: read["updates"].as_f64().unwrap_or(0.0) / elapsed,
         rows_shown: read["rows"].as_f64().unwrap_or(0.0),
+        stall_p99_ms: p99,
+        stall_max_ms: lag.last().copied().unwrap_or(0.0),
     })
 }
 

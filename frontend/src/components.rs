@@ -44,15 +44,19 @@ pub fn polyline_points(values: &[(i64, u64)], width: f64, height: f64) -> String
         .join(" ")
 }
 
-/// A tiny depth chart.
+/// A tiny depth chart. Live: a new value redraws only the polyline's points.
 #[component]
-pub fn Sparkline(values: Vec<(i64, u64)>) -> impl IntoView {
-    let points = polyline_points(&values, 100.0, 20.0);
-    let label = format!(
-        "ready over the last {} points, now {}",
-        values.len(),
-        values.last().map(|v| v.1).unwrap_or(0)
-    );
+pub fn Sparkline(#[prop(into)] values: Signal<Vec<(i64, u64)>>) -> impl IntoView {
+    let points = move || values.with(|v| polyline_points(v, 100.0, 20.0));
+    let label = move || {
+        values.with(|v| {
+            format!(
+                "ready over the last {} points, now {}",
+                v.len(),
+                v.last().map(|v| v.1).unwrap_or(0)
+            )
+        })
+    };
     view! {
         <svg class="sparkline" viewBox="0 0 100 20" preserveAspectRatio="none" role="img" aria-label=label>
             <polyline points=points></polyline>

@@ -18,6 +18,9 @@ use flowscope_model::FlowDetail;
 use crate::api::{Topology, TopologyEdge};
 use crate::format;
 
+mod live;
+pub use live::{EdgeStyle, edge_styles, source_key, structure_of};
+
 pub const NODE_W: f64 = 150.0;
 pub const NODE_H: f64 = 40.0;
 /// Horizontal distance between columns: room for edge labels.
@@ -83,6 +86,8 @@ pub struct Edge {
     pub label_y: f64,
     /// Stroke width: consume edges thicken with their rate.
     pub width: f64,
+    /// The topology edge drawn ([`source_key`]): where its live label and width come from.
+    pub source: String,
 }
 
 /// The whole diagram.
@@ -411,6 +416,11 @@ fn edge_label(e: &TopologyEdge) -> String {
     }
 }
 
+/// Consume edges thicken with their rate.
+fn edge_width(e: &TopologyEdge) -> f64 {
+    1.5 + e.rate.unwrap_or(0.0).min(20.0) / 4.0
+}
+
 /// The point at `t` (0 to 1) of a cubic Bézier curve.
 fn bezier(p: [(f64, f64); 4], t: f64) -> (f64, f64) {
     let u = 1.0 - t;
@@ -469,7 +479,6 @@ fn route_edges(nodes: &[Node], edges: &[TopologyEdge]) -> Vec<Edge> {
             let (lx, ly) = bezier([(x1, y1), (x1 + bend, y1), (x2 - bend, y2), (x2, y2)], t);
             (path, lx, ly - 5.0)
         };
-        let rate = e.rate.unwrap_or(0.0);
         routed.push(Edge {
             key: format!("{}>{}>{}", from.key, to.key, e.kind),
             from: from.key.clone(),
@@ -479,7 +488,8 @@ fn route_edges(nodes: &[Node], edges: &[TopologyEdge]) -> Vec<Edge> {
             path,
             label_x,
             label_y,
-            width: 1.5 + rate.min(20.0) / 4.0,
+            width: edge_width(e),
+            source: source_key(e),
         });
     }
     routed

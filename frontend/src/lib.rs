@@ -8,6 +8,8 @@
 //! - [`auth`]: the bearer token (asked for on a 401, kept in localStorage)
 //!   and the server's UI config, as the [`auth::Session`] context.
 //! - [`routes`]: one file per page, each with its own URL.
+//! - [`rows`]: keyed live rows, one signal per row, so that an update
+//!   patches only the rows and cells that changed (the diff is pure).
 //! - [`layout`]: the pipeline diagram's geometry (pure).
 //! - [`format`], [`components`]: how numbers, times and small widgets look.
 //!
@@ -20,6 +22,7 @@ pub mod components;
 pub mod format;
 pub mod layout;
 pub mod routes;
+pub mod rows;
 pub mod state;
 pub mod stream;
 

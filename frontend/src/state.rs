@@ -24,6 +24,9 @@ pub const MAX_ALERTS: usize = 200;
 pub const MAX_HISTORY_POINTS: usize = 120;
 /// A dead-letter queue whose depth went up this recently counts as growing.
 pub const DLQ_GROWTH_WINDOW_US: i64 = 120 * 1_000_000;
+/// More flows than this in one message are merged by sorting the whole list
+/// once; fewer are placed one by one (see `upsert_flows`).
+const BULK_UPSERT: usize = 64;
 
 /// Every flow status, in the order the UI lists them.
 pub const STATUSES: [FlowStatus; 5] = [
@@ -193,10 +196,11 @@ impl FlowFilter {
     }
 
     fn matches_text(&self, flow: &FlowSummary) -> bool {
-        let text = self.text.trim().to_lowercase();
+        let text = self.text.trim();
         if text.is_empty() {
             return true;
         }
+        let text = text.to_lowercase();
         let has = |s: &str| s.to_lowercase().contains(&text);
         has(&flow.id)
             || flow.key.as_deref().is_some_and(has)
@@ -274,10 +278,28 @@ impl DashboardState {
         }
     }
 
+    /// Upserts `flows`, keeping the list newest first. A live update brings
+    /// a handful of flows: each is patched in place (its start time, the sort
+    /// key, rarely changes) or inserted at its place, so the 1,000 flows are
+    /// not re-sorted on every update; only a big batch (a snapshot) sorts.
     fn upsert_flows(&mut self, flows: Vec<FlowSummary>) {
         if flows.is_empty() {
             return;
         }
+        if flows.len() > BULK_UPSERT {
+            self.upsert_bulk(flows);
+        } else {
+            for flow in flows {
+                self.upsert_one(flow);
+            }
+        }
+        if self.flows.len() > MAX_FLOWS {
+            self.num_flows_evicted += (self.flows.len() - MAX_FLOWS) as u64;
+            self.flows.truncate(MAX_FLOWS);
+        }
+    }
+
+    fn upsert_bulk(&mut self, flows: Vec<FlowSummary>) {
         let mut index: BTreeMap<String, usize> = self
             .flows
             .iter()
@@ -295,10 +317,28 @@ impl DashboardState {
         }
         self.flows
             .sort_by_key(|f| std::cmp::Reverse(f.started_unix_us));
-        if self.flows.len() > MAX_FLOWS {
-            self.num_flows_evicted += (self.flows.len() - MAX_FLOWS) as u64;
-            self.flows.truncate(MAX_FLOWS);
+    }
+
+    fn upsert_one(&mut self, flow: FlowSummary) {
+        match self.flows.iter().position(|f| f.id == flow.id) {
+            Some(i) if self.flows[i].started_unix_us == flow.started_unix_us => {
+                self.flows[i] = flow;
+            }
+            Some(i) => {
+                self.flows.remove(i);
+                self.insert_sorted(flow);
+            }
+            None => self.insert_sorted(flow),
         }
+    }
+
+    /// Inserts after every flow that started at the same time or later (as
+    /// a stable sort of the appended flow would place it).
+    fn insert_sorted(&mut self, flow: FlowSummary) {
+        let at = self
+            .flows
+            .partition_point(|f| f.started_unix_us >= flow.started_unix_us);
+        self.flows.insert(at, flow);
     }
 
     fn bound_alerts(&mut self) {

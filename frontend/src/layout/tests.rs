@@ -210,3 +210,45 @@ fn consumers_that_share_a_row_are_pushed_apart() {
     let spread = spread(vec![("a", 10.0), ("b", 10.0), ("c", 200.0)]);
     assert_eq!(spread, [("a", 10.0), ("b", 10.0 + ROW_STEP), ("c", 200.0)]);
 }
+
+#[test]
+fn counts_and_rates_change_the_style_but_not_the_structure() {
+    let before = shop();
+    let mut after = shop();
+    for e in &mut after.edges {
+        e.messages = e.messages.map(|n| n + 250);
+        if e.kind == "consume" {
+            e.rate = Some(12.0);
+            e.queue_wait_ms = Some(40.0);
+        }
+    }
+    after.queues[0].ready = 42;
+    after.queues[0].publish_rate = 3.0;
+    assert_eq!(structure_of(&before), structure_of(&after));
+    assert_ne!(edge_styles(&before), edge_styles(&after));
+    // The layout of the structure is the layout of the topology, styles aside.
+    let order = FlowOrder::default();
+    let full = layout(&after, &order);
+    let bare = layout(&structure_of(&after), &order);
+    assert_eq!(full.nodes, bare.nodes);
+    let styles = edge_styles(&after);
+    for (f, b) in full.edges.iter().zip(&bare.edges) {
+        assert_eq!((&f.key, &f.path, &f.source), (&b.key, &b.path, &b.source));
+        let live = &styles[&f.source];
+        assert_eq!((&live.label, live.width), (&f.label, f.width));
+    }
+    let consume = &styles["/|queue:payment.orders>service:payment>consume"];
+    assert_eq!(consume.width, 1.5 + 12.0 / 4.0);
+    assert!(consume.label.contains("wait"), "{}", consume.label);
+}
+
+#[test]
+fn a_new_queue_changes_the_structure() {
+    let mut grown = shop();
+    grown.queues.push(QueueState {
+        vhost: "/".into(),
+        name: "audit.orders".into(),
+        ..Default::default()
+    });
+    assert_ne!(structure_of(&shop()), structure_of(&grown));
+}

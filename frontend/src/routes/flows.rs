@@ -11,8 +11,9 @@ use leptos_router::components::A;
 use leptos_router::hooks::{use_navigate, use_query_map};
 
 use crate::api;
-use crate::components::{ErrorBox, StatusBadge};
+use crate::components::ErrorBox;
 use crate::format;
+use crate::rows::LiveRows;
 use crate::state::{FlowFilter, STATUSES, filter_flows};
 use crate::stream::use_live;
 
@@ -234,10 +235,13 @@ fn VariantFilter(variant: RwSignal<Option<Vec<String>>>) -> impl IntoView {
     }
 }
 
-/// The rows, keyed by flow and version: an unchanged row is never touched.
+/// The rows, keyed by flow id: a row is built once while its flow is shown,
+/// and an update to the flow patches that row's cells only.
 #[component]
 pub fn FlowTable(rows: Memo<(Vec<FlowSummary>, usize)>) -> impl IntoView {
-    let live = use_live();
+    let live_rows = LiveRows::new(move || {
+        rows.with(|r| r.0.iter().map(|f| (f.id.clone(), f.clone())).collect())
+    });
     view! {
         <table class="flows">
             <thead>
@@ -252,26 +256,9 @@ pub fn FlowTable(rows: Memo<(Vec<FlowSummary>, usize)>) -> impl IntoView {
             </thead>
             <tbody>
                 <For
-                    each=move || rows.get().0
-                    key=|f| (f.id.clone(), f.status, f.last_seen_unix_us)
-                    children=move |f| {
-                        let started = f.started_unix_us;
-                        let end = f.ended_unix_us.unwrap_or(f.last_seen_unix_us);
-                        let label = f.key.clone().unwrap_or_else(|| f.id.chars().take(16).collect());
-                        view! {
-                            <tr>
-                                <td><StatusBadge status=f.status/></td>
-                                <td class="key">
-                                    <A href=format::flow_href(&f.id)>{label}</A>
-                                    {f.reason.map(|r| view! { <span class="reason">{r.message}</span> })}
-                                </td>
-                                <td>{f.current_step.unwrap_or_default()}</td>
-                                <td class="services">{f.services.join(", ")}</td>
-                                <td class="num">{move || format::age(live.now_us.get(), started)}</td>
-                                <td class="num">{format::duration_us(end - started)}</td>
-                            </tr>
-                        }
-                    }
+                    each=move || live_rows.keys().get()
+                    key=|id| id.clone()
+                    children=move |id| live_rows.row(&id).map(|row| view! { <FlowRow id=id row=row/> })
                 />
             </tbody>
         </table>
@@ -285,5 +272,49 @@ pub fn FlowTable(rows: Memo<(Vec<FlowSummary>, usize)>) -> impl IntoView {
                 }
             }}
         </p>
+    }
+}
+
+/// One flow's row; each cell reads the row's own signal.
+#[component]
+fn FlowRow(id: String, row: RwSignal<FlowSummary>) -> impl IntoView {
+    let live = use_live();
+    let status = Memo::new(move |_| row.with(|f| f.status));
+    let times = Memo::new(move |_| {
+        row.with(|f| {
+            (
+                f.started_unix_us,
+                f.ended_unix_us.unwrap_or(f.last_seen_unix_us),
+            )
+        })
+    });
+    let href = format::flow_href(&id);
+    let label = move || {
+        row.with(|f| {
+            f.key
+                .clone()
+                .unwrap_or_else(|| f.id.chars().take(16).collect())
+        })
+    };
+    let reason = move || {
+        row.with(|f| f.reason.as_ref().map(|r| r.message.clone()))
+            .map(|message| view! { <span class="reason">{message}</span> })
+    };
+    view! {
+        <tr>
+            <td>
+                <span class=move || format!("badge status-{}", status.get().as_str())>
+                    {move || format::status_label(status.get())}
+                </span>
+            </td>
+            <td class="key">
+                <A href=href>{label}</A>
+                {reason}
+            </td>
+            <td>{move || row.with(|f| f.current_step.clone().unwrap_or_default())}</td>
+            <td class="services">{move || row.with(|f| f.services.join(", "))}</td>
+            <td class="num">{move || format::age(live.now_us.get(), times.get().0)}</td>
+            <td class="num">{move || { let (start, end) = times.get(); format::duration_us(end - start) }}</td>
+        </tr>
     }
 }

@@ -2,6 +2,7 @@
 //! from `GET /api/topology` (refreshed every few seconds), laid out left to
 //! right; queue depths from the live stream. Clicking a node shows its details.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use flowscope_model::FlowStatus;
@@ -13,7 +14,7 @@ use super::pipeline_details::NodeDetails;
 use crate::api::{self, Topology};
 use crate::components::{ErrorBox, Loading};
 use crate::format;
-use crate::layout::{self, FlowOrder, Layout, NODE_H, NODE_W, Node, NodeKind};
+use crate::layout::{self, Edge, EdgeStyle, FlowOrder, Layout, NODE_H, NODE_W, Node, NodeKind};
 use crate::state::{QueueHealth, STATUSES};
 use crate::stream::use_live;
 
@@ -60,12 +61,22 @@ pub fn PipelinePage() -> impl IntoView {
             })
         })
     });
+    // Laid out from the structure only: a refresh that changes counts and
+    // rates (every refresh, under load) neither re-lays out nor redraws.
+    let structure =
+        Memo::new(move |_| shown.with(|t| t.as_ref().map(|(t, _)| layout::structure_of(t))));
     let diagram = Memo::new(move |_| {
+        structure.with(|t| t.as_ref().map(|t| order.with(|o| layout::layout(t, o))))
+    });
+    let styles = Memo::new(move |_| {
         shown.with(|t| {
             t.as_ref()
-                .map(|(t, _)| order.with(|o| layout::layout(t, o)))
+                .map(|(t, _)| layout::edge_styles(t))
+                .unwrap_or_default()
         })
     });
+    // Which of the three views to show: changes far more rarely than the diagram.
+    let phase = Memo::new(move |_| diagram.with(|l| l.as_ref().map(|l| l.nodes.is_empty())));
     let num_hidden = move || shown.with(|t| t.as_ref().map_or(0, |t| t.1));
     let edges =
         Memo::new(move |_| last.with(|t| t.as_ref().map(|t| t.edges.clone()).unwrap_or_default()));
@@ -92,16 +103,16 @@ pub fn PipelinePage() -> impl IntoView {
                 </span>
             </div>
             {move || error.get().map(|e| view! { <ErrorBox message=e/> })}
-            {move || match diagram.get() {
+            {move || match phase.get() {
                 None => view! { <Loading/> }.into_any(),
-                Some(l) if l.nodes.is_empty() => view! {
+                Some(true) => view! {
                     <p class="panel muted">
                         "No topology yet: flowscope polls the broker's management API every few seconds, and learns who publishes from the traffic."
                     </p>
                 }.into_any(),
-                Some(_) => view! {
+                Some(false) => view! {
                     <div class="pipeline-wrap">
-                        <Diagram diagram=diagram selected=selected/>
+                        <Diagram diagram=diagram styles=styles selected=selected/>
                         <aside class="details panel" aria-live="polite">
                             {move || match selected.get() {
                                 None => view! {
@@ -182,7 +193,11 @@ fn StatusCards() -> impl IntoView {
 
 /// The SVG: pan by dragging, zoom with the buttons or Ctrl + wheel.
 #[component]
-fn Diagram(diagram: Memo<Option<Layout>>, selected: RwSignal<Option<Node>>) -> impl IntoView {
+fn Diagram(
+    diagram: Memo<Option<Layout>>,
+    styles: Memo<BTreeMap<String, EdgeStyle>>,
+    selected: RwSignal<Option<Node>>,
+) -> impl IntoView {
     let size = move || diagram.with(|l| l.as_ref().map_or((1.0, 1.0), |l| (l.width, l.height)));
     // (x, y, zoom): the view box is the diagram's size divided by zoom.
     let view = RwSignal::new((0.0f64, 0.0f64, 1.0f64));
@@ -245,15 +260,8 @@ fn Diagram(diagram: Memo<Option<Layout>>, selected: RwSignal<Option<Node>>) -> i
                 <ColumnTitles/>
                 <For
                     each=edges
-                    key=|e| (e.key.clone(), e.path.clone(), e.label.clone())
-                    children=move |e| {
-                        view! {
-                            <g>
-                                <path class=format!("edge {}", e.kind) d=e.path stroke-width=e.width></path>
-                                <text class="edge-label" x=e.label_x y=e.label_y>{e.label}</text>
-                            </g>
-                        }
-                    }
+                    key=|e| (e.key.clone(), e.path.clone())
+                    children=move |e| view! { <EdgeView edge=e styles=styles/> }
                 />
                 <For
                     each=nodes
@@ -271,6 +279,26 @@ fn Diagram(diagram: Memo<Option<Layout>>, selected: RwSignal<Option<Node>>) -> i
                 <Legend/>
             </div>
         </div>
+    }
+}
+
+/// One edge: its route is fixed, its label and width follow the live styles.
+#[component]
+fn EdgeView(edge: Edge, styles: Memo<BTreeMap<String, EdgeStyle>>) -> impl IntoView {
+    let source = edge.source;
+    let style = Memo::new(move |_| styles.with(|m| m.get(&source).cloned()));
+    let (label, width) = (edge.label, edge.width);
+    view! {
+        <g>
+            <path
+                class=format!("edge {}", edge.kind)
+                d=edge.path
+                stroke-width=move || style.with(|s| s.as_ref().map_or(width, |s| s.width))
+            ></path>
+            <text class="edge-label" x=edge.label_x y=edge.label_y>
+                {move || style.with(|s| s.as_ref().map_or_else(|| label.clone(), |s| s.label.clone()))}
+            </text>
+        </g>
     }
 }
 
@@ -336,14 +364,15 @@ fn short(name: &str, max: usize) -> String {
 fn NodeView(node: Node, selected: RwSignal<Option<Node>>) -> impl IntoView {
     let live = use_live();
     let is_queue = matches!(node.kind, NodeKind::Queue | NodeKind::DeadLetterQueue);
-    let (vhost, name) = (node.vhost.clone().unwrap_or_default(), node.name.clone());
+    // Looked up by its ready-made key: ~200 queue nodes re-check on every update.
+    let queue_key = (node.vhost.clone().unwrap_or_default(), node.name.clone());
     let depth = Memo::new(move |_| {
         if !is_queue {
             return None;
         }
         let now = live.now_us.get();
         live.state.with(|s| {
-            s.queue(&vhost, &name).map(|q| {
+            s.queues.get(&queue_key).map(|q| {
                 (
                     q.state.ready,
                     q.state.unacked,

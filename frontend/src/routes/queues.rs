@@ -6,38 +6,50 @@ use leptos_router::components::A;
 
 use crate::components::Sparkline;
 use crate::format;
-use crate::state::QueueHealth;
+use crate::rows::LiveRows;
+use crate::state::{QueueEntry, QueueHealth};
 use crate::stream::use_live;
 
 /// Rows shown at most (about 14 DOM nodes a row, so ~700 nodes; measured with
 /// 200 queues by `flowscope-bench ui-load`); the filter finds the others.
 pub const MAX_ROWS: usize = 50;
 
+/// A queue's identity: `(vhost, name)`. Rows are keyed by it, so a row keeps
+/// its DOM while the queue is shown and an update patches only its cells.
+type QueueKey = (String, String);
+/// What a row shows: the queue and how it is doing.
+type QueueRow = (QueueHealth, QueueEntry);
+
 #[component]
 pub fn QueuesPage() -> impl IntoView {
     let live = use_live();
     let text = RwSignal::new(String::new());
     let dlq_only = RwSignal::new(false);
-    let rows = Memo::new(move |_| {
+    // The rows shown and how many pass the filter; recomputed per update
+    // (200 queues: cheap), but it only notifies when a shown row changed.
+    let visible = Memo::new(move |_| {
         let now = live.now_us.get();
         let text = text.get().to_lowercase();
         let dlq_only = dlq_only.get();
         live.state.with(|s| {
-            let all: Vec<_> = s
+            let mut total = 0;
+            let mut shown: Vec<(QueueKey, QueueRow)> = Vec::new();
+            let passing = s
                 .queue_rows(now)
                 .into_iter()
                 .filter(|(_, q)| !dlq_only || q.state.is_dead_letter_queue)
-                .filter(|(_, q)| text.is_empty() || q.state.name.to_lowercase().contains(&text))
-                .collect();
-            let total = all.len();
-            let shown: Vec<_> = all
-                .into_iter()
-                .take(MAX_ROWS)
-                .map(|(h, q)| (h, q.clone()))
-                .collect();
+                .filter(|(_, q)| text.is_empty() || q.state.name.to_lowercase().contains(&text));
+            for (health, q) in passing {
+                total += 1;
+                if shown.len() < MAX_ROWS {
+                    let key = (q.state.vhost.clone(), q.state.name.clone());
+                    shown.push((key, (health, q.clone())));
+                }
+            }
             (shown, total)
         })
     });
+    let rows = LiveRows::new(move || visible.with(|v| v.0.clone()));
     view! {
         <section>
             <div class="toolbar">
@@ -76,48 +88,15 @@ pub fn QueuesPage() -> impl IntoView {
                 </thead>
                 <tbody>
                     <For
-                        each=move || rows.get().0
-                        key=|(h, q)| (q.state.vhost.clone(), q.state.name.clone(), *h, q.state.updated_unix_us, q.history.len())
-                        children=move |(health, q)| {
-                            let s = q.state;
-                            let href = format::queue_href(&s.vhost, &s.name);
-                            let dlq_href = s.dead_letter_queue.as_ref().map(|d| format::queue_href(&s.vhost, d));
-                            let tag = match health {
-                                QueueHealth::DlqGrowing => Some("DLQ growing"),
-                                _ if s.is_dead_letter_queue => Some("DLQ"),
-                                QueueHealth::NoConsumers => Some("no consumers"),
-                                _ => None,
-                            };
-                            view! {
-                                <tr class=health.class()>
-                                    <td>
-                                        <A href=href>{s.name.clone()}</A>
-                                        {tag.map(|t| view! { <span class="dlq-tag">{t}</span> })}
-                                        {(s.vhost != "/").then(|| view! { <span class="muted">{format!(" ({})", s.vhost)}</span> })}
-                                    </td>
-                                    <td class="num">{s.ready}</td>
-                                    <td><Sparkline values=q.history/></td>
-                                    <td class="num">{s.unacked}</td>
-                                    <td class="num">{s.consumers}</td>
-                                    <td class="num">{format::rate(s.publish_rate)}</td>
-                                    <td class="num">{format::rate(s.deliver_rate)}</td>
-                                    <td class="num">{format::rate(s.ack_rate)}</td>
-                                    <td class="num">{s.oldest_age_secs.map(|a| format::duration_us((a * 1e6) as i64)).unwrap_or_else(|| "–".into())}</td>
-                                    <td>
-                                        {match (dlq_href, s.dead_letter_queue.clone()) {
-                                            (Some(h), Some(d)) => view! { <A href=h>{d}</A> }.into_any(),
-                                            _ => view! { <span class="muted">"–"</span> }.into_any(),
-                                        }}
-                                    </td>
-                                </tr>
-                            }
-                        }
+                        each=move || rows.keys().get()
+                        key=|k| k.clone()
+                        children=move |key| rows.row(&key).map(|row| view! { <QueueRowView key=key row=row/> })
                     />
                 </tbody>
             </table>
             <p class="muted">
                 {move || {
-                    let (shown, total) = rows.with(|r| (r.0.len(), r.1));
+                    let (shown, total) = visible.with(|r| (r.0.len(), r.1));
                     if total == 0 {
                         "No queue reported yet.".to_owned()
                     } else {
@@ -126,5 +105,54 @@ pub fn QueuesPage() -> impl IntoView {
                 }}
             </p>
         </section>
+    }
+}
+
+/// One queue's row: built once per queue shown; each cell reads the row's
+/// own signal, so a change to this queue patches these cells only.
+#[component]
+fn QueueRowView(key: QueueKey, row: RwSignal<QueueRow>) -> impl IntoView {
+    let (vhost, name) = key;
+    let href = format::queue_href(&vhost, &name);
+    let state = move |f: fn(&flowscope_model::QueueState) -> String| row.with(|r| f(&r.1.state));
+    let health = Memo::new(move |_| row.with(|r| r.0));
+    let is_dlq = Memo::new(move |_| row.with(|r| r.1.state.is_dead_letter_queue));
+    let tag = move || match health.get() {
+        QueueHealth::DlqGrowing => Some("DLQ growing"),
+        _ if is_dlq.get() => Some("DLQ"),
+        QueueHealth::NoConsumers => Some("no consumers"),
+        _ => None,
+    };
+    let history = Memo::new(move |_| row.with(|r| r.1.history.clone()));
+    let dead_letters = Memo::new(move |_| row.with(|r| r.1.state.dead_letter_queue.clone()));
+    let dlq_link = {
+        let vhost = vhost.clone();
+        move || match dead_letters.get() {
+            Some(d) => view! { <A href=format::queue_href(&vhost, &d)>{d}</A> }.into_any(),
+            None => view! { <span class="muted">"–"</span> }.into_any(),
+        }
+    };
+    let oldest = |s: &flowscope_model::QueueState| {
+        s.oldest_age_secs
+            .map(|a| format::duration_us((a * 1e6) as i64))
+            .unwrap_or_else(|| "–".into())
+    };
+    view! {
+        <tr class=move || health.get().class()>
+            <td>
+                <A href=href>{name}</A>
+                {move || tag().map(|t| view! { <span class="dlq-tag">{t}</span> })}
+                {(vhost != "/").then(|| view! { <span class="muted">{format!(" ({vhost})")}</span> })}
+            </td>
+            <td class="num">{move || state(|s| s.ready.to_string())}</td>
+            <td><Sparkline values=history/></td>
+            <td class="num">{move || state(|s| s.unacked.to_string())}</td>
+            <td class="num">{move || state(|s| s.consumers.to_string())}</td>
+            <td class="num">{move || state(|s| format::rate(s.publish_rate))}</td>
+            <td class="num">{move || state(|s| format::rate(s.deliver_rate))}</td>
+            <td class="num">{move || state(|s| format::rate(s.ack_rate))}</td>
+            <td class="num">{move || state(oldest)}</td>
+            <td>{dlq_link}</td>
+        </tr>
     }
 }

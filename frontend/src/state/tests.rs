@@ -127,6 +127,72 @@ fn flows_stay_bounded_keeping_the_newest() {
 }
 
 #[test]
+fn small_updates_keep_the_list_newest_first_without_a_full_sort() {
+    let mut state = DashboardState::default();
+    state.apply(snapshot(
+        (0..100)
+            .map(|i| flow(&format!("f{i}"), i * 10, FlowStatus::InFlight))
+            .collect(),
+        vec![],
+    ));
+    // Many small updates: changed flows, new ones in between, a moved start time.
+    for round in 0..50i64 {
+        let mut changed = flow(
+            &format!("f{}", (round * 7) % 100),
+            ((round * 7) % 100) * 10,
+            FlowStatus::Failed,
+        );
+        changed.num_hops = round as usize;
+        let newcomer = flow(&format!("n{round}"), round * 13 + 5, FlowStatus::InFlight);
+        let mut moved = flow(&format!("f{}", (round * 3) % 100), 0, FlowStatus::InFlight);
+        moved.started_unix_us = 2_000 + round;
+        state.apply(update(LiveUpdate {
+            flows: vec![changed, newcomer, moved],
+            ..Default::default()
+        }));
+    }
+    let mut sorted = state.flows.clone();
+    sorted.sort_by_key(|f| std::cmp::Reverse(f.started_unix_us));
+    let starts =
+        |flows: &[FlowSummary]| flows.iter().map(|f| f.started_unix_us).collect::<Vec<_>>();
+    assert_eq!(starts(&state.flows), starts(&sorted), "newest first");
+    let ids: BTreeSet<&str> = state.flows.iter().map(|f| f.id.as_str()).collect();
+    assert_eq!(ids.len(), state.flows.len(), "each flow once");
+    assert_eq!(state.flows.len(), 150);
+    assert_eq!(state.flow("f7").unwrap().status, FlowStatus::Failed);
+    assert_eq!(
+        state.flows[0].started_unix_us, 2_049,
+        "the last moved flow is the newest"
+    );
+}
+
+#[test]
+fn a_small_update_past_the_bound_evicts_the_oldest() {
+    let mut state = DashboardState::default();
+    state.apply(snapshot(
+        (0..MAX_FLOWS as i64)
+            .map(|i| flow(&format!("f{i}"), 100 + i, FlowStatus::InFlight))
+            .collect(),
+        vec![],
+    ));
+    state.apply(update(LiveUpdate {
+        flows: vec![
+            flow("new", 5_000, FlowStatus::InFlight),
+            flow("older", 1, FlowStatus::InFlight),
+        ],
+        ..Default::default()
+    }));
+    assert_eq!(state.flows.len(), MAX_FLOWS);
+    assert_eq!(state.flows[0].id, "new");
+    assert!(
+        state.flow("older").is_none(),
+        "older than everything kept: dropped"
+    );
+    assert!(state.flow("f0").is_none(), "the oldest went");
+    assert_eq!(state.num_flows_evicted, 2);
+}
+
+#[test]
 fn queues_merge_by_vhost_and_name_and_keep_a_history() {
     let mut state = DashboardState::default();
     state.apply(snapshot(vec![], vec![queue("q", 0, 1)]));
