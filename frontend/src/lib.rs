@@ -20,6 +20,7 @@ pub mod components;
 pub mod format;
 pub mod layout;
 pub mod routes;
+pub mod sort;
 pub mod state;
 pub mod stream;
 

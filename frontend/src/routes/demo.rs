@@ -57,7 +57,7 @@ pub fn DemoPage() -> impl IntoView {
                         }
                         let mut names: Vec<String> =
                             answers.answered.into_iter().map(|r| r.service).collect();
-                        names.sort();
+                        crate::sort::sort(&mut names);
                         outcome.set(Some(Ok(if names.is_empty() {
                             "no service answered: is the shop running?".into()
                         } else {

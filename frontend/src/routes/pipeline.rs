@@ -136,7 +136,9 @@ fn learn_flow_order() -> RwSignal<FlowOrder> {
         if longest.is_empty() {
             return false;
         }
-        longest.sort_by_key(|(completed, hops, _)| std::cmp::Reverse((*completed, *hops)));
+        crate::sort::sort_by_key(&mut longest, |(completed, hops, _)| {
+            std::cmp::Reverse((*completed, *hops))
+        });
         leptos::task::spawn_local(async move {
             let mut details = Vec::new();
             for (_, _, id) in longest.into_iter().take(SAMPLE_FLOWS) {

@@ -44,7 +44,7 @@ pub fn StuckPage() -> impl IntoView {
                 }.into_any(),
                 Some(Ok(s)) => {
                     let mut groups = s.groups;
-                    groups.sort_by_key(|g| std::cmp::Reverse(g.count));
+                    crate::sort::sort_by_key(&mut groups, |g| std::cmp::Reverse(g.count));
                     let rest = groups.split_off(groups.len().min(MAX_GROUPS));
                     let rest_flows: u64 = rest.iter().map(|g| g.count as u64).sum();
                     view! {
