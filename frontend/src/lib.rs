@@ -23,6 +23,7 @@ pub mod routes;
 pub mod sort;
 pub mod state;
 pub mod stream;
+pub mod wire;
 
 use leptos::prelude::*;
 use leptos_router::components::{A, Route, Router, Routes};
