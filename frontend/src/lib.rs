@@ -19,6 +19,7 @@ pub mod auth;
 pub mod components;
 pub mod format;
 pub mod layout;
+pub mod number;
 pub mod routes;
 pub mod sort;
 pub mod state;

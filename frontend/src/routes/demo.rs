@@ -158,9 +158,9 @@ fn RateControl(
                 step="5"
                 aria-label=label
                 prop:value=move || (shown.get().unwrap_or_else(|| value.get()) * 100.0).round().to_string()
-                on:input=move |ev| shown.set(event_target_value(&ev).parse::<f64>().ok().map(|v| v / 100.0))
+                on:input=move |ev| shown.set(crate::number::parse_f64(&event_target_value(&ev)).map(|v| v / 100.0))
                 on:change=move |ev| {
-                    if let Ok(v) = event_target_value(&ev).parse::<f64>() {
+                    if let Some(v) = crate::number::parse_f64(&event_target_value(&ev)) {
                         on_set(v / 100.0);
                     }
                     shown.set(None);
