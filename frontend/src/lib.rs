@@ -24,6 +24,7 @@ pub mod routes;
 pub mod sort;
 pub mod state;
 pub mod stream;
+pub mod text;
 pub mod wire;
 
 use leptos::prelude::*;

@@ -195,11 +195,11 @@ impl FlowFilter {
     }
 
     fn matches_text(&self, flow: &FlowSummary) -> bool {
-        let text = self.text.trim().to_lowercase();
+        let text = crate::text::lowercase(self.text.trim());
         if text.is_empty() {
             return true;
         }
-        let has = |s: &str| s.to_lowercase().contains(&text);
+        let has = |s: &str| crate::text::lowercase(s).contains(&text);
         has(&flow.id)
             || flow.key.as_deref().is_some_and(has)
             || flow.current_step.as_deref().is_some_and(has)

@@ -398,7 +398,7 @@ fn NodeView(node: Node, selected: RwSignal<Option<Node>>) -> impl IntoView {
             _ => "exchange".to_owned(),
         },
     };
-    let label = format!("{:?} {}", node.kind, node.name).to_lowercase();
+    let label = crate::text::lowercase(&format!("{:?} {}", node.kind, node.name));
     let title = short(&node.name, 21);
     let transform = format!("translate({},{})", node.x, node.y);
     let pick = {

@@ -20,14 +20,16 @@ pub fn QueuesPage() -> impl IntoView {
     let dlq_only = RwSignal::new(false);
     let rows = Memo::new(move |_| {
         let now = live.now_us.get();
-        let text = text.get().to_lowercase();
+        let text = crate::text::lowercase(&text.get());
         let dlq_only = dlq_only.get();
         live.state.with(|s| {
             let all: Vec<_> = s
                 .queue_rows(now)
                 .into_iter()
                 .filter(|(_, q)| !dlq_only || q.state.is_dead_letter_queue)
-                .filter(|(_, q)| text.is_empty() || q.state.name.to_lowercase().contains(&text))
+                .filter(|(_, q)| {
+                    text.is_empty() || crate::text::lowercase(&q.state.name).contains(&text)
+                })
                 .collect();
             let total = all.len();
             let shown: Vec<_> = all
