@@ -320,7 +320,7 @@ async fn fetch<T: DeserializeOwned>(
     body: Option<String>,
 ) -> Result<T, String> {
     let text = fetch_text(method, path, body).await?;
-    serde_json::from_str(&text).map_err(|e| format!("{method} {path}: unexpected answer: {e}"))
+    crate::json::from_str(&text).map_err(|e| format!("{method} {path}: unexpected answer: {e}"))
 }
 
 /// `method path`: the body of a successful answer. Not generic, so that

@@ -18,6 +18,7 @@ pub mod api;
 pub mod auth;
 pub mod components;
 pub mod format;
+pub mod json;
 pub mod layout;
 pub mod number;
 pub mod routes;

@@ -13,11 +13,13 @@ use flowscope_model::{LiveSnapshot, LiveUpdate, StreamMessage};
 use serde::Deserializer;
 use serde::de::{self, IgnoredAny, MapAccess, Visitor};
 
+use crate::json::ObjectsOnly;
+
 /// Parses one message of the live stream (`type` before `data`, as the
 /// server writes them; other keys are ignored, as the derived impl does).
 pub fn stream_message(text: &str) -> serde_json::Result<StreamMessage> {
     let mut json = serde_json::Deserializer::from_str(text);
-    let message = (&mut json).deserialize_map(MessageVisitor)?;
+    let message = ObjectsOnly(&mut json).deserialize_map(MessageVisitor)?;
     json.end()?;
     Ok(message)
 }
