@@ -370,7 +370,7 @@ async fn fetch_text(method: &str, path: &str, body: Option<String>) -> Result<St
 /// The sentence to show for a failed call: the server's `error`, else the
 /// status; a 403 says which role the token has and which is needed.
 pub fn error_message(status: u16, body: &str) -> String {
-    let json = serde_json::from_str::<Value>(body).ok();
+    let json = crate::json::from_str::<Value>(body).ok();
     let field = |name: &str| {
         json.as_ref()
             .and_then(|v| v.get(name)?.as_str().map(str::to_owned))
