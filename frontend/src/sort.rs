@@ -106,7 +106,7 @@ mod tests {
             assert_eq!(ours, expected, "seed {seed}");
 
             let mut expected = input.clone();
-            expected.sort_by(|a, b| b.0.cmp(&a.0));
+            expected.sort_by_key(|p| std::cmp::Reverse(p.0));
             let mut ours = input;
             sort_by(&mut ours, |a, b| b.0.cmp(&a.0));
             assert_eq!(ours, expected, "seed {seed}, reversed");
