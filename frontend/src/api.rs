@@ -313,11 +313,19 @@ pub async fn post<T: DeserializeOwned>(path: &str, body: &Value) -> Result<T, St
     fetch("POST", path, text).await
 }
 
+/// `method path`, JSON in: [`fetch_text`], then parsed.
 async fn fetch<T: DeserializeOwned>(
     method: &str,
     path: &str,
     body: Option<String>,
 ) -> Result<T, String> {
+    let text = fetch_text(method, path, body).await?;
+    crate::json::from_str(&text).map_err(|e| format!("{method} {path}: unexpected answer: {e}"))
+}
+
+/// `method path`: the body of a successful answer. Not generic, so that
+/// the wasm holds this request code once rather than once per answer type.
+async fn fetch_text(method: &str, path: &str, body: Option<String>) -> Result<String, String> {
     let failed = |what: &str, err: JsValue| format!("{method} {path}: {what} ({err:?})");
     let init = web_sys::RequestInit::new();
     init.set_method(method);
@@ -356,13 +364,13 @@ async fn fetch<T: DeserializeOwned>(
         }
         return Err(error_message(response.status(), &text));
     }
-    serde_json::from_str(&text).map_err(|e| format!("{method} {path}: unexpected answer: {e}"))
+    Ok(text)
 }
 
 /// The sentence to show for a failed call: the server's `error`, else the
 /// status; a 403 says which role the token has and which is needed.
 pub fn error_message(status: u16, body: &str) -> String {
-    let json = serde_json::from_str::<Value>(body).ok();
+    let json = crate::json::from_str::<Value>(body).ok();
     let field = |name: &str| {
         json.as_ref()
             .and_then(|v| v.get(name)?.as_str().map(str::to_owned))

@@ -94,7 +94,7 @@ pub fn body_text(body: &Body) -> String {
     if body.encoding != "utf8" {
         return format!("({} body, base64)\n{}", body.encoding, body.content);
     }
-    match serde_json::from_str::<serde_json::Value>(&body.content) {
+    match crate::json::from_str::<serde_json::Value>(&body.content) {
         Ok(value) if !body.truncated => pretty_json(&value),
         _ => body.content.clone(),
     }

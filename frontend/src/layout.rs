@@ -17,6 +17,7 @@ use flowscope_model::FlowDetail;
 
 use crate::api::{Topology, TopologyEdge};
 use crate::format;
+use crate::sort::{self, CollectTree};
 
 mod live;
 pub use live::{EdgeStyle, edge_styles, source_key, structure_of};
@@ -114,7 +115,7 @@ impl FlowOrder {
         let mut publishers: BTreeMap<String, (f64, f64)> = BTreeMap::new();
         for flow in flows {
             let mut hops: Vec<_> = flow.hops.iter().collect();
-            hops.sort_by_key(|h| {
+            sort::sort_by_key(&mut hops, |h| {
                 h.published_unix_us
                     .or(h.delivered_unix_us)
                     .unwrap_or(i64::MAX)
@@ -141,7 +142,9 @@ impl FlowOrder {
             }
         }
         let mean = |m: BTreeMap<String, (f64, f64)>| {
-            m.into_iter().map(|(k, (sum, n))| (k, sum / n)).collect()
+            m.into_iter()
+                .map(|(k, (sum, n))| (k, sum / n))
+                .collect_tree()
         };
         Self {
             queues: mean(queues),
@@ -171,13 +174,13 @@ pub fn without_idle(topology: &Topology) -> (Topology, usize) {
         .into_iter()
         .filter(|(_, n)| *n as f64 >= threshold)
         .map(|(x, _)| x)
-        .collect();
+        .collect_tree();
     let dead_letter_targets: BTreeSet<&str> = topology
         .edges
         .iter()
         .filter(|e| e.kind == "dead_letter")
         .map(|e| name_of(&e.to))
-        .collect();
+        .collect_tree();
     let mut bound_to: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
     for e in topology.edges.iter().filter(|e| e.kind == "binding") {
         bound_to
@@ -191,7 +194,7 @@ pub fn without_idle(topology: &Topology) -> (Topology, usize) {
             !dead_letter_targets.contains(*q) && sources.iter().all(|x| !active.contains(x))
         })
         .map(|(q, _)| format!("queue:{q}"))
-        .collect();
+        .collect_tree();
     let mut kept = topology.clone();
     kept.edges.retain(|e| {
         let quiet_exchange = match e.kind.as_str() {
@@ -222,12 +225,12 @@ pub fn layout(topology: &Topology, order: &FlowOrder) -> Layout {
         .filter(|q| q.is_dead_letter_queue)
         .map(|q| q.name.as_str())
         .chain(of_kind("dead_letter").map(|e| name_of(&e.to)))
-        .collect();
+        .collect_tree();
     let vhost_of: BTreeMap<&str, &str> = topology
         .queues
         .iter()
         .map(|q| (q.name.as_str(), q.vhost.as_str()))
-        .collect();
+        .collect_tree();
     // Consumers first: a queue no flow went through is ranked by them.
     let mut consumers_of: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
     for e in of_kind("consume") {
@@ -270,10 +273,12 @@ pub fn layout(topology: &Topology, order: &FlowOrder) -> Layout {
                 .filter_map(|id| id.strip_prefix("queue:")),
         )
         .filter(|q| !dlqs.contains(q))
-        .collect::<BTreeSet<_>>()
+        .collect_tree::<BTreeSet<_>>()
         .into_iter()
         .collect();
-    queues.sort_by(|a, b| queue_rank(a).total_cmp(&queue_rank(b)).then(a.cmp(b)));
+    sort::sort_by(&mut queues, |a, b| {
+        queue_rank(a).total_cmp(&queue_rank(b)).then(a.cmp(b))
+    });
 
     let mut nodes: Vec<Node> = Vec::new();
     let mut place = |kind: NodeKind, id: String, vhost: Option<String>, y: f64| {
@@ -315,7 +320,7 @@ pub fn layout(topology: &Topology, order: &FlowOrder) -> Layout {
     }
 
     // Dead-letter queues beside their source queue.
-    let mut dlq_y: BTreeMap<&str, f64> = dlqs.iter().map(|d| (*d, f64::MAX)).collect();
+    let mut dlq_y: BTreeMap<&str, f64> = dlqs.iter().map(|d| (*d, f64::MAX)).collect_tree();
     for e in of_kind("dead_letter") {
         if let Some(y) = queue_y.get(name_of(&e.from)) {
             let slot = dlq_y.entry(name_of(&e.to)).or_insert(f64::MAX);
@@ -335,10 +340,12 @@ pub fn layout(topology: &Topology, order: &FlowOrder) -> Layout {
     // Publishers and exchanges, centred on the queues.
     let mut publishers: Vec<&str> = of_kind("publish")
         .map(|e| name_of(&e.from))
-        .collect::<BTreeSet<_>>()
+        .collect_tree::<BTreeSet<_>>()
         .into_iter()
         .collect();
-    publishers.sort_by(|a, b| rank(a).total_cmp(&rank(b)).then(a.cmp(b)));
+    sort::sort_by(&mut publishers, |a, b| {
+        rank(a).total_cmp(&rank(b)).then(a.cmp(b))
+    });
     let exchanges: BTreeSet<(&str, &str)> = of_kind("publish")
         .map(|e| (e.vhost.as_str(), name_of(&e.to)))
         .chain(
@@ -346,7 +353,7 @@ pub fn layout(topology: &Topology, order: &FlowOrder) -> Layout {
                 .filter(|e| !dlqs.contains(name_of(&e.to)))
                 .map(|e| (e.vhost.as_str(), name_of(&e.from))),
         )
-        .collect();
+        .collect_tree();
     let middle = (row(queues.len().max(1) - 1) + MARGIN) / 2.0;
     let centred = |i: usize, n: usize| {
         (middle - (n as f64 - 1.0) * ROW_STEP / 2.0 + i as f64 * ROW_STEP).max(MARGIN)
@@ -382,7 +389,7 @@ pub fn layout(topology: &Topology, order: &FlowOrder) -> Layout {
 
 /// Keeps the wanted heights, in order, at least a row apart.
 fn spread(mut wanted: Vec<(&str, f64)>) -> Vec<(&str, f64)> {
-    wanted.sort_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(b.0)));
+    sort::sort_by(&mut wanted, |a, b| a.1.total_cmp(&b.1).then(a.0.cmp(b.0)));
     let mut next = f64::MIN;
     for (_, y) in &mut wanted {
         *y = y.max(next);

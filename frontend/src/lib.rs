@@ -20,11 +20,16 @@ pub mod api;
 pub mod auth;
 pub mod components;
 pub mod format;
+pub mod json;
 pub mod layout;
+pub mod number;
 pub mod routes;
 pub mod rows;
+pub mod sort;
 pub mod state;
 pub mod stream;
+pub mod text;
+pub mod wire;
 
 use leptos::prelude::*;
 use leptos_router::components::{A, Route, Router, Routes};

@@ -15,6 +15,8 @@ use flowscope_model::{
     StreamMessage,
 };
 
+use crate::sort::{self, CollectTree};
+
 /// Flows kept at most (newest first): enough for the list and the pipeline's
 /// flow order, small enough to filter on every update.
 pub const MAX_FLOWS: usize = 1000;
@@ -196,12 +198,11 @@ impl FlowFilter {
     }
 
     fn matches_text(&self, flow: &FlowSummary) -> bool {
-        let text = self.text.trim();
+        let text = crate::text::lowercase(self.text.trim());
         if text.is_empty() {
             return true;
         }
-        let text = text.to_lowercase();
-        let has = |s: &str| s.to_lowercase().contains(&text);
+        let has = |s: &str| crate::text::lowercase(s).contains(&text);
         has(&flow.id)
             || flow.key.as_deref().is_some_and(has)
             || flow.current_step.as_deref().is_some_and(has)
@@ -238,7 +239,7 @@ impl DashboardState {
                 .queues
                 .into_iter()
                 .map(|q| ((q.vhost.clone(), q.name.clone()), QueueEntry::from_state(q)))
-                .collect(),
+                .collect_tree(),
             alerts: snapshot.alerts,
             stats: snapshot.stats,
             num_snapshots: snapshots + 1,
@@ -253,7 +254,7 @@ impl DashboardState {
     fn merge(&mut self, update: LiveUpdate) {
         self.num_updates += 1;
         if !update.removed_flows.is_empty() {
-            let removed: BTreeSet<&String> = update.removed_flows.iter().collect();
+            let removed: BTreeSet<&String> = update.removed_flows.iter().collect_tree();
             self.flows.retain(|f| !removed.contains(&f.id));
         }
         self.upsert_flows(update.flows);
@@ -305,7 +306,7 @@ impl DashboardState {
             .iter()
             .enumerate()
             .map(|(i, f)| (f.id.clone(), i))
-            .collect();
+            .collect_tree();
         for flow in flows {
             match index.get(&flow.id) {
                 Some(&i) => self.flows[i] = flow,
@@ -315,8 +316,7 @@ impl DashboardState {
                 }
             }
         }
-        self.flows
-            .sort_by_key(|f| std::cmp::Reverse(f.started_unix_us));
+        sort::sort_by_key(&mut self.flows, |f| std::cmp::Reverse(f.started_unix_us));
     }
 
     fn upsert_one(&mut self, flow: FlowSummary) {
@@ -346,7 +346,7 @@ impl DashboardState {
             return;
         }
         // Keep every open alert and the most recently changed resolved ones.
-        self.alerts.sort_by_key(|a| {
+        sort::sort_by_key(&mut self.alerts, |a| {
             (
                 a.state == AlertState::Resolved,
                 std::cmp::Reverse(a.updated_unix_us),
@@ -381,13 +381,17 @@ impl DashboardState {
 
     /// Every service seen in the flows, sorted.
     pub fn services(&self) -> Vec<String> {
-        let set: BTreeSet<&String> = self.flows.iter().flat_map(|f| &f.services).collect();
+        let set: BTreeSet<&String> = self.flows.iter().flat_map(|f| &f.services).collect_tree();
         set.into_iter().cloned().collect()
     }
 
     /// Every event type seen in the flows, sorted.
     pub fn event_types(&self) -> Vec<String> {
-        let set: BTreeSet<&String> = self.flows.iter().flat_map(|f| &f.event_types).collect();
+        let set: BTreeSet<&String> = self
+            .flows
+            .iter()
+            .flat_map(|f| &f.event_types)
+            .collect_tree();
         set.into_iter().cloned().collect()
     }
 
@@ -399,7 +403,7 @@ impl DashboardState {
             .values()
             .map(|q| (q.health(now_unix_us), q))
             .collect();
-        rows.sort_by(|a, b| {
+        sort::sort_by(&mut rows, |a, b| {
             let first = |h: QueueHealth| h != QueueHealth::DlqGrowing;
             first(a.0).cmp(&first(b.0)).then_with(|| {
                 (&a.1.state.vhost, &a.1.state.name).cmp(&(&b.1.state.vhost, &b.1.state.name))
@@ -415,7 +419,9 @@ impl DashboardState {
             .iter()
             .filter(|a| a.state != AlertState::Resolved)
             .collect();
-        active.sort_by_key(|a| (a.severity, std::cmp::Reverse(a.started_unix_us)));
+        sort::sort_by_key(&mut active, |a| {
+            (a.severity, std::cmp::Reverse(a.started_unix_us))
+        });
         active
     }
 }

@@ -12,7 +12,6 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::Duration;
 
-use flowscope_model::StreamMessage;
 use leptos::prelude::*;
 use send_wrapper::SendWrapper;
 use wasm_bindgen::JsCast;
@@ -161,7 +160,7 @@ fn connect(conn: &Shared, live: LiveStream) {
         else {
             return;
         };
-        match serde_json::from_str::<StreamMessage>(&text) {
+        match crate::wire::stream_message(&text) {
             Ok(message) => {
                 live.state.update(|state| state.apply(message));
                 if live.connection.get_untracked() != ConnectionState::Live {

@@ -12,6 +12,7 @@ use flowscope_model::QueueState;
 
 use super::{edge_label, edge_width};
 use crate::api::{Topology, TopologyEdge};
+use crate::sort::CollectTree;
 
 /// What [`super::layout`] needs of `topology`: names, kinds, vhosts and
 /// routing keys, without the counts and rates that change on every refresh.
@@ -68,5 +69,5 @@ pub fn edge_styles(topology: &Topology) -> BTreeMap<String, EdgeStyle> {
             };
             (source_key(e), style)
         })
-        .collect()
+        .collect_tree()
 }

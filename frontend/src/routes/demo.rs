@@ -45,29 +45,30 @@ pub fn DemoPage() -> impl IntoView {
     let demo = Memo::new(move |_| live.state.with(|s| s.stats.demo));
     let faults = RwSignal::new(FaultState::default());
     let outcome = RwSignal::new(None::<Result<String, String>>);
-    let send =
-        move |command: FaultCommand| {
-            leptos::task::spawn_local(async move {
-                match api::demo_fault(&command).await {
-                    Ok(answers) => {
-                        if let Some(state) = answers.answered.first().and_then(|r| {
-                            serde_json::from_value::<FaultState>(r.state.clone()).ok()
-                        }) {
-                            faults.set(state);
-                        }
-                        let mut names: Vec<String> =
-                            answers.answered.into_iter().map(|r| r.service).collect();
-                        names.sort();
-                        outcome.set(Some(Ok(if names.is_empty() {
-                            "no service answered: is the shop running?".into()
-                        } else {
-                            format!("answered: {}", names.join(", "))
-                        })));
+    let send = move |command: FaultCommand| {
+        leptos::task::spawn_local(async move {
+            match api::demo_fault(&command).await {
+                Ok(answers) => {
+                    if let Some(state) = answers
+                        .answered
+                        .first()
+                        .and_then(|r| crate::json::from_value::<FaultState>(&r.state))
+                    {
+                        faults.set(state);
                     }
-                    Err(e) => outcome.set(Some(Err(e))),
+                    let mut names: Vec<String> =
+                        answers.answered.into_iter().map(|r| r.service).collect();
+                    crate::sort::sort(&mut names);
+                    outcome.set(Some(Ok(if names.is_empty() {
+                        "no service answered: is the shop running?".into()
+                    } else {
+                        format!("answered: {}", names.join(", "))
+                    })));
                 }
-            });
-        };
+                Err(e) => outcome.set(Some(Err(e))),
+            }
+        });
+    };
     // The switches and the load rate as they stand (a viewer may read them too).
     let rate = RwSignal::new(None::<f64>);
     let refresh = move || {
@@ -76,7 +77,7 @@ pub fn DemoPage() -> impl IntoView {
                 Ok(status) => {
                     if let Some(state) = status
                         .faults
-                        .and_then(|f| serde_json::from_value::<FaultState>(f).ok())
+                        .and_then(|f| crate::json::from_value::<FaultState>(&f))
                     {
                         faults.set(state);
                     }
@@ -158,9 +159,9 @@ fn RateControl(
                 step="5"
                 aria-label=label
                 prop:value=move || (shown.get().unwrap_or_else(|| value.get()) * 100.0).round().to_string()
-                on:input=move |ev| shown.set(event_target_value(&ev).parse::<f64>().ok().map(|v| v / 100.0))
+                on:input=move |ev| shown.set(crate::number::parse_f64(&event_target_value(&ev)).map(|v| v / 100.0))
                 on:change=move |ev| {
-                    if let Ok(v) = event_target_value(&ev).parse::<f64>() {
+                    if let Some(v) = crate::number::parse_f64(&event_target_value(&ev)) {
                         on_set(v / 100.0);
                     }
                     shown.set(None);

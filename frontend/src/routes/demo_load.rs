@@ -30,8 +30,8 @@ fn trim_number(n: f64) -> String {
 
 /// What was typed into the rate field, as a rate the server accepts.
 pub fn parse_rate(text: &str) -> Result<f64, String> {
-    match text.trim().parse::<f64>() {
-        Ok(rate) if rate.is_finite() && (0.0..=MAX_RATE).contains(&rate) => Ok(rate),
+    match crate::number::parse_f64(text.trim()) {
+        Some(rate) if rate.is_finite() && (0.0..=MAX_RATE).contains(&rate) => Ok(rate),
         _ => Err(format!(
             "enter orders per second from 0 (stop) to {MAX_RATE}"
         )),

@@ -34,7 +34,7 @@ pub fn lanes(hops: &[Hop]) -> Vec<String> {
 /// Hops in time order (unpublished ones by delivery, then last).
 pub fn ordered(hops: &[Hop]) -> Vec<&Hop> {
     let mut sorted: Vec<&Hop> = hops.iter().collect();
-    sorted.sort_by_key(|h| {
+    crate::sort::sort_by_key(&mut sorted, |h| {
         h.published_unix_us
             .or(h.delivered_unix_us)
             .unwrap_or(i64::MAX)
@@ -234,7 +234,7 @@ pub fn waterfall_rows(detail: &FlowDetail) -> (Vec<WaterfallRow>, i64, i64) {
             },
         ));
     }
-    rows.sort_by_key(|(start, _)| *start);
+    crate::sort::sort_by_key(&mut rows, |(start, _)| *start);
     let t0 = rows
         .iter()
         .flat_map(|(_, r)| r.bars.iter().map(|b| b.0))

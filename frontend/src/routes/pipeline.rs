@@ -147,7 +147,9 @@ fn learn_flow_order() -> RwSignal<FlowOrder> {
         if longest.is_empty() {
             return false;
         }
-        longest.sort_by_key(|(completed, hops, _)| std::cmp::Reverse((*completed, *hops)));
+        crate::sort::sort_by_key(&mut longest, |(completed, hops, _)| {
+            std::cmp::Reverse((*completed, *hops))
+        });
         leptos::task::spawn_local(async move {
             let mut details = Vec::new();
             for (_, _, id) in longest.into_iter().take(SAMPLE_FLOWS) {
@@ -425,7 +427,7 @@ fn NodeView(node: Node, selected: RwSignal<Option<Node>>) -> impl IntoView {
             _ => "exchange".to_owned(),
         },
     };
-    let label = format!("{:?} {}", node.kind, node.name).to_lowercase();
+    let label = crate::text::lowercase(&format!("{:?} {}", node.kind, node.name));
     let title = short(&node.name, 21);
     let transform = format!("translate({},{})", node.x, node.y);
     let pick = {

@@ -13,6 +13,7 @@ use leptos_router::components::A;
 use crate::api;
 use crate::components::{ErrorBox, Loading};
 use crate::format;
+use crate::sort::{self, CollectTree};
 
 const REFRESH: Duration = Duration::from_secs(10);
 const STEP_W: f64 = 170.0;
@@ -29,7 +30,7 @@ pub fn place_steps(map: &ProcessMap) -> BTreeMap<String, (usize, usize)> {
         .steps
         .iter()
         .map(|s| (s.event_type.as_str(), 0))
-        .collect();
+        .collect_tree();
     // Bellman-Ford style relaxation, bounded so that a cycle cannot loop forever.
     for _ in 0..map.steps.len() {
         let mut changed = false;
@@ -52,14 +53,16 @@ pub fn place_steps(map: &ProcessMap) -> BTreeMap<String, (usize, usize)> {
         .steps
         .iter()
         .map(|s| (s.event_type.as_str(), s.count))
-        .collect();
+        .collect_tree();
     let mut by_column: BTreeMap<usize, Vec<&str>> = BTreeMap::new();
     for (step, col) in &column {
         by_column.entry(*col).or_default().push(step);
     }
     let mut placed = BTreeMap::new();
     for (col, mut steps) in by_column {
-        steps.sort_by_key(|s| (std::cmp::Reverse(count.get(s).copied().unwrap_or(0)), *s));
+        sort::sort_by_key(&mut steps, |s| {
+            (std::cmp::Reverse(count.get(s).copied().unwrap_or(0)), *s)
+        });
         for (row, step) in steps.into_iter().enumerate() {
             placed.insert(step.to_owned(), (col, row));
         }

@@ -29,7 +29,7 @@ pub fn QueuesPage() -> impl IntoView {
     // (200 queues: cheap), but it only notifies when a shown row changed.
     let visible = Memo::new(move |_| {
         let now = live.now_us.get();
-        let text = text.get().to_lowercase();
+        let text = crate::text::lowercase(&text.get());
         let dlq_only = dlq_only.get();
         live.state.with(|s| {
             let mut total = 0;
@@ -38,7 +38,9 @@ pub fn QueuesPage() -> impl IntoView {
                 .queue_rows(now)
                 .into_iter()
                 .filter(|(_, q)| !dlq_only || q.state.is_dead_letter_queue)
-                .filter(|(_, q)| text.is_empty() || q.state.name.to_lowercase().contains(&text));
+                .filter(|(_, q)| {
+                    text.is_empty() || crate::text::lowercase(&q.state.name).contains(&text)
+                });
             for (health, q) in passing {
                 total += 1;
                 if shown.len() < MAX_ROWS {

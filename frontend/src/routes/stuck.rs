@@ -21,7 +21,7 @@ const REFRESH: Duration = Duration::from_secs(5);
 /// The groups shown, largest first (at most [`MAX_GROUPS`]), and the number
 /// of places and of flows left out.
 pub fn top_groups(mut groups: Vec<StuckGroup>) -> (Vec<StuckGroup>, usize, u64) {
-    groups.sort_by_key(|g| std::cmp::Reverse(g.count));
+    crate::sort::sort_by_key(&mut groups, |g| std::cmp::Reverse(g.count));
     let rest = groups.split_off(groups.len().min(MAX_GROUPS));
     let rest_flows = rest.iter().map(|g| g.count as u64).sum();
     (groups, rest.len(), rest_flows)
