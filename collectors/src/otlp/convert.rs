@@ -5,6 +5,7 @@
 //! across semantic-convention generations.
 
 use std::collections::BTreeMap;
+use std::ops::Bound;
 
 use base64::Engine as _;
 use flowscope_model::{
@@ -32,7 +33,13 @@ pub fn spans_from_otlp(
     request: ExportTraceServiceRequest,
     observed_unix_us: i64,
 ) -> Result<Vec<Observation>, ConvertError> {
-    let mut observations = Vec::new();
+    let num_spans = request
+        .resource_spans
+        .iter()
+        .flat_map(|r| &r.scope_spans)
+        .map(|s| s.spans.len())
+        .sum();
+    let mut observations = Vec::with_capacity(num_spans);
     for resource_spans in request.resource_spans {
         let mut resource = attributes_to_json(
             resource_spans
@@ -51,7 +58,7 @@ pub fn spans_from_otlp(
                 observation.service.clone_from(&service);
                 observation.scope.clone_from(&scope);
                 observation.resource.clone_from(&resource);
-                observations.push(Observation::Span(Box::new(observation)));
+                observations.push(Observation::Span(observation));
             }
         }
     }
@@ -59,7 +66,11 @@ pub fn spans_from_otlp(
 }
 
 /// One span, without its resource and scope (the caller fills them in).
-fn span_from_otlp(mut span: Span, observed_unix_us: i64) -> Result<SpanObservation, ConvertError> {
+/// Boxed where it is built: a span is large, and it is moved several times.
+fn span_from_otlp(
+    mut span: Span,
+    observed_unix_us: i64,
+) -> Result<Box<SpanObservation>, ConvertError> {
     let trace_id = id_to_hex(&span.trace_id, 16, "trace id", &span)?;
     let span_id = id_to_hex(&span.span_id, 8, "span id", &span)?;
     let parent_span_id = if span.parent_span_id.iter().all(|b| *b == 0) {
@@ -72,7 +83,7 @@ fn span_from_otlp(mut span: Span, observed_unix_us: i64) -> Result<SpanObservati
         .map(|link| link_from_otlp(link, &span))
         .collect::<Result<Vec<_>, _>>()?;
     let attributes = attributes_to_json(span.attributes);
-    Ok(SpanObservation {
+    Ok(Box::new(SpanObservation {
         observed_unix_us,
         trace_id,
         span_id,
@@ -81,13 +92,25 @@ fn span_from_otlp(mut span: Span, observed_unix_us: i64) -> Result<SpanObservati
         start_unix_us: nanos_to_micros(span.start_time_unix_nano),
         end_unix_us: nanos_to_micros(span.end_time_unix_nano),
         status: status_from_otlp(span.status),
-        messaging: MessagingAttributes::from_attributes(&attributes),
+        messaging: messaging_attributes(&attributes),
         attributes,
         events: span.events.into_iter().map(event_from_otlp).collect(),
         links,
         name: span.name,
         ..SpanObservation::default()
-    })
+    }))
+}
+
+/// The messaging attributes, looked up only when some attribute is
+/// `messaging.*` (every key they read starts so).
+fn messaging_attributes(attributes: &BTreeMap<String, Value>) -> Option<MessagingAttributes> {
+    let prefix = "messaging.";
+    attributes
+        .range::<str, _>((Bound::Included(prefix), Bound::Unbounded))
+        .next()
+        .is_some_and(|(key, _)| key.starts_with(prefix))
+        .then(|| MessagingAttributes::from_attributes(attributes))
+        .flatten()
 }
 
 fn link_from_otlp(link: span::Link, span: &Span) -> Result<SpanLink, ConvertError> {
@@ -154,11 +177,15 @@ fn nanos_to_micros(nanos: u64) -> i64 {
 }
 
 /// OTLP key-values to a JSON map (a repeated key: the last one wins).
+///
+/// Inserted one by one: for the handful of attributes a span has, this
+/// skips the sort buffer `collect` would allocate.
 fn attributes_to_json(attributes: Vec<KeyValue>) -> BTreeMap<String, Value> {
-    attributes
-        .into_iter()
-        .map(|kv| (kv.key, any_value_to_json(kv.value)))
-        .collect()
+    let mut map = BTreeMap::new();
+    for kv in attributes {
+        map.insert(kv.key, any_value_to_json(kv.value));
+    }
+    map
 }
 
 /// Any OTLP value as JSON: bytes in base64, key-value lists as objects,

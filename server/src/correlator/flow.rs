@@ -52,7 +52,8 @@ pub struct FlowState {
     pub id: String,
     pub key: Option<String>,
     pub messages: BTreeMap<String, MessageRecord>,
-    pub spans: Vec<SpanObservation>,
+    /// Boxed as they arrive: a span is large, and moving the box is cheap.
+    pub spans: Vec<Box<SpanObservation>>,
     pub idents: Vec<Ident>,
     pub first_unix_us: i64,
     pub last_unix_us: i64,
@@ -61,6 +62,11 @@ pub struct FlowState {
     pub ended_unix_us: Option<i64>,
     /// Observations beyond the per-flow bounds, counted not kept.
     pub num_dropped: u64,
+    /// Waiting in the correlator's changed set for the next judgement.
+    pub pending: bool,
+    /// The hops as of the last judgement (they change only with what the
+    /// flow holds, so time-driven re-judging reuses them).
+    pub hops: Vec<Hop>,
 }
 
 impl FlowState {
@@ -116,16 +122,16 @@ impl FlowState {
 
     /// Services seen publishing, consuming or tracing in the flow.
     pub fn services(&self) -> Vec<String> {
-        let mut services: Vec<String> = self
+        let mut services: Vec<&str> = self
             .messages
             .values()
             .flat_map(|r| r.publish.iter().chain(&r.deliveries))
-            .filter_map(|m| m.service.clone().or_else(|| m.properties.app_id.clone()))
-            .chain(self.spans.iter().map(|s| s.service.clone()))
+            .filter_map(|m| m.service.as_deref().or(m.properties.app_id.as_deref()))
+            .chain(self.spans.iter().map(|s| s.service.as_str()))
             .collect();
-        services.sort();
+        services.sort_unstable();
         services.dedup();
-        services
+        services.into_iter().map(str::to_owned).collect()
     }
 
     /// The list line.
@@ -160,10 +166,15 @@ impl FlowState {
 
     /// Everything, for the detail view and the store.
     pub fn detail(&self, hops: Vec<Hop>) -> FlowDetail {
-        let mut spans = self.spans.clone();
+        self.detail_with(self.summary(&hops), hops)
+    }
+
+    /// Everything, around a summary already made from these hops.
+    pub fn detail_with(&self, summary: FlowSummary, hops: Vec<Hop>) -> FlowDetail {
+        let mut spans: Vec<SpanObservation> = self.spans.iter().map(|s| (**s).clone()).collect();
         spans.sort_by_key(|s| s.start_unix_us);
         FlowDetail {
-            summary: self.summary(&hops),
+            summary,
             messages: self
                 .messages_in_order()
                 .into_iter()

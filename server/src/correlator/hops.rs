@@ -13,6 +13,7 @@ pub fn build(flow: &FlowState) -> Vec<Hop> {
         let spans: Vec<&SpanObservation> = flow
             .spans
             .iter()
+            .map(|s| &**s)
             .filter(|s| {
                 s.messaging.as_ref().and_then(|m| m.message_id.as_deref()) == Some(id.as_str())
             })
@@ -24,6 +25,7 @@ pub fn build(flow: &FlowState) -> Vec<Hop> {
     let mut span_only: Vec<&SpanObservation> = flow
         .spans
         .iter()
+        .map(|s| &**s)
         .filter(|s| s.kind == SpanKind::Producer)
         .filter(|s| {
             s.messaging
@@ -39,6 +41,7 @@ pub fn build(flow: &FlowState) -> Vec<Hop> {
         let consumers: Vec<&SpanObservation> = flow
             .spans
             .iter()
+            .map(|s| &**s)
             .filter(|s| {
                 s.kind == SpanKind::Consumer
                     && s.messaging.as_ref().and_then(|c| c.message_id.as_deref())

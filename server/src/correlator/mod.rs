@@ -22,7 +22,7 @@ pub mod status;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use flowscope_model::{FlowDetail, FlowSummary, Observation, ProcessMap};
+use flowscope_model::{FlowDetail, FlowSummary, Hop, Observation, ProcessMap};
 
 use self::config::{CorrelationConfig, KeyRule, KeySource};
 use self::flow::{FlowState, MAX_MESSAGES_PER_FLOW, MAX_SPANS_PER_FLOW};
@@ -34,6 +34,17 @@ use self::process_map::ProcessMapLearner;
 pub struct Changes {
     /// Flows that are new or changed, in full.
     pub updated: Vec<FlowDetail>,
+    /// Flows merged into others (their ids are gone).
+    pub removed: Vec<String>,
+}
+
+/// What changed since the last take, as summaries only
+/// ([`Correlator::take_summaries`]): what the live stream needs when nothing
+/// is stored, without copying every changed flow's messages and spans.
+#[derive(Debug, Default)]
+pub struct SummaryChanges {
+    /// Flows that are new or changed, their list lines.
+    pub updated: Vec<FlowSummary>,
     /// Flows merged into others (their ids are gone).
     pub removed: Vec<String>,
 }
@@ -99,14 +110,14 @@ impl Correlator {
             Observation::DeadLetter(msg) => self.add_message(msg, Kind::DeadLetter),
             Observation::Span(span) => {
                 let ids = ids::of_span(&span, &self.rules);
-                let key = ids::span_key(&span, &self.rules).map(|(_, v)| v);
+                let key = key_of(&ids);
                 let flow = self.flow_for(ids, span.start_unix_us);
                 flow.touch(span.end_unix_us);
                 if flow.key.is_none() {
                     flow.key = key;
                 }
                 if flow.spans.len() < MAX_SPANS_PER_FLOW {
-                    flow.spans.push(*span);
+                    flow.spans.push(span);
                 } else {
                     flow.num_dropped += 1;
                 }
@@ -118,8 +129,11 @@ impl Correlator {
 
     fn add_message(&mut self, msg: flowscope_model::BrokerMessage, kind: Kind) -> bool {
         let ids = ids::of_message(&msg, &self.rules);
-        let key = ids::message_key(&msg, &self.rules).map(|(_, v)| v);
-        let message_id = ids::message_id(&msg);
+        let key = key_of(&ids);
+        let message_id = match ids.first() {
+            Some(Ident::Message(id)) => id.clone(),
+            _ => ids::message_id(&msg),
+        };
         let flow = self.flow_for(ids, msg.observed_unix_us);
         flow.touch(msg.observed_unix_us);
         if flow.key.is_none() {
@@ -140,14 +154,18 @@ impl Correlator {
     }
 
     /// The flow these identifiers belong to: found, created, or several merged.
-    fn flow_for(&mut self, ids: Vec<Ident>, at: i64) -> &mut FlowState {
-        let ids: Vec<Ident> = ids.into_iter().filter(|i| !ident_is_empty(i)).collect();
-        let mut found: Vec<String> = ids
-            .iter()
-            .filter_map(|i| self.index.get(i).cloned())
-            .collect();
+    ///
+    /// Runs once per observation: it clones an identifier or a flow id only
+    /// when it is new to the index, the flow or the changed set.
+    fn flow_for(&mut self, mut ids: Vec<Ident>, at: i64) -> &mut FlowState {
+        ids.retain(|i| !ident_is_empty(i));
+        let mut found: Vec<String> = Vec::new();
+        for flow in ids.iter().filter_map(|i| self.index.get(i)) {
+            if !found.contains(flow) {
+                found.push(flow.clone());
+            }
+        }
         found.sort();
-        found.dedup();
         let target = match found.len() {
             0 => {
                 let id = flow_id(ids.first());
@@ -162,14 +180,24 @@ impl Correlator {
             1 => found.remove(0),
             _ => self.merge(found),
         };
-        for ident in &ids {
-            self.index.insert(ident.clone(), target.clone());
-        }
-        self.changed.insert(target.clone());
         let flow = self.flows.get_mut(&target).expect("target flow exists");
-        flow.idents.extend(ids);
-        flow.idents.sort();
-        flow.idents.dedup();
+        if !flow.pending {
+            flow.pending = true;
+            self.changed.insert(target.clone());
+        }
+        for ident in ids {
+            match self.index.get_mut(&ident) {
+                Some(owner) if *owner == target => {}
+                Some(owner) => owner.clone_from(&target),
+                None => {
+                    self.index.insert(ident.clone(), target.clone());
+                }
+            }
+            // Kept sorted and unique, as `absorb` leaves them.
+            if let Err(at) = flow.idents.binary_search(&ident) {
+                flow.idents.insert(at, ident);
+            }
+        }
         flow
     }
 
@@ -206,37 +234,49 @@ impl Correlator {
 
     /// Re-judges flows whose status can change with time alone, and keeps
     /// the number of live flows bounded.
+    ///
+    /// Hops depend only on what a flow holds, so a flow not changed since its
+    /// last judgement is re-judged with the hops kept then; changed flows are
+    /// judged at the next take anyway.
     pub fn tick(&mut self, now_unix_us: i64) {
         let waiting: Vec<String> = self
-            .summaries
+            .flows
             .iter()
-            .filter(|(_, s)| !s.status.is_final())
+            .filter(|(_, flow)| !flow.status.is_final() && !flow.pending)
+            .filter(|(_, flow)| {
+                let (status, reason) =
+                    status::evaluate(flow, &flow.hops, &self.config, now_unix_us);
+                status != flow.status || reason != flow.reason
+            })
             .map(|(id, _)| id.clone())
             .collect();
         for id in waiting {
-            if let Some(flow) = self.flows.get(&id) {
-                let hops = hops::build(flow);
-                let (status, reason) = status::evaluate(flow, &hops, &self.config, now_unix_us);
-                if status != flow.status || reason != flow.reason {
-                    self.changed.insert(id);
-                }
+            if let Some(flow) = self.flows.get_mut(&id) {
+                flow.pending = true;
             }
+            self.changed.insert(id);
         }
         self.evict();
     }
 
+    /// Drops the excess flows: finished ones first, then the least recently seen.
     fn evict(&mut self) {
         let excess = self.flows.len().saturating_sub(self.config.max_live_flows);
         if excess == 0 {
             return;
         }
-        let mut candidates: Vec<(bool, i64, String)> = self
+        let mut candidates: Vec<(bool, i64, &String)> = self
             .flows
             .values()
-            .map(|f| (!f.status.is_final(), f.last_unix_us, f.id.clone()))
+            .map(|f| (!f.status.is_final(), f.last_unix_us, &f.id))
             .collect();
-        candidates.sort();
-        for (_, _, id) in candidates.into_iter().take(excess) {
+        // The `excess` smallest (ids are unique, so the order is total).
+        candidates.select_nth_unstable(excess - 1);
+        let evicted: Vec<String> = candidates[..excess]
+            .iter()
+            .map(|(_, _, id)| (*id).clone())
+            .collect();
+        for id in evicted {
             if let Some(flow) = self.flows.remove(&id) {
                 for ident in &flow.idents {
                     if self.index.get(ident) == Some(&id) {
@@ -250,51 +290,94 @@ impl Correlator {
         }
     }
 
-    /// Judges every changed flow and returns them, with merged-away ids.
+    /// Judges every changed flow and returns them in full, with merged-away ids.
     pub fn take_changes(&mut self, now_unix_us: i64) -> Changes {
         let mut updated = Vec::with_capacity(self.changed.len());
         for id in std::mem::take(&mut self.changed) {
-            let Some(flow) = self.flows.get_mut(&id) else {
-                continue;
-            };
-            let hops = hops::build(flow);
-            let (status, reason) = status::evaluate(flow, &hops, &self.config, now_unix_us);
-            flow.status = status;
-            flow.reason = reason;
-            flow.ended_unix_us = match (
-                status.is_final() || status == flowscope_model::FlowStatus::Failed,
-                flow.ended_unix_us,
-            ) {
-                (true, None) => Some(flow.last_unix_us),
-                (true, ended) => ended,
-                (false, _) => None,
-            };
-            if status.is_final() || status == flowscope_model::FlowStatus::Failed {
-                let events: Vec<(String, i64)> = flow
-                    .messages_in_order()
-                    .into_iter()
-                    .filter_map(|(_, r)| Some((r.event_type()?.to_owned(), r.published_unix_us()?)))
-                    .collect();
-                // Learned once when it finishes; events after that (a
-                // cancellation after a failure) move it to its real variant.
-                let before = self.learned.get(&id).copied().unwrap_or(0);
-                if events.len() > before {
-                    if before == 0 {
-                        self.learner.learn(&id, &events);
-                    } else {
-                        self.learner.grow(&id, before, &events);
-                    }
-                    self.learned.insert(id.clone(), events.len());
-                }
+            if self.judge(&id, now_unix_us)
+                && let (Some(flow), Some(summary)) = (self.flows.get(&id), self.summaries.get(&id))
+            {
+                updated.push(flow.detail_with(summary.clone(), flow.hops.clone()));
             }
-            let detail = flow.detail(hops);
-            self.summaries.insert(id, detail.summary.clone());
-            updated.push(detail);
         }
         Changes {
             updated,
             removed: std::mem::take(&mut self.removed),
         }
+    }
+
+    /// Judges every changed flow like [`Correlator::take_changes`], but
+    /// returns only their summaries: for when no store wants the details.
+    pub fn take_summaries(&mut self, now_unix_us: i64) -> SummaryChanges {
+        let mut updated = Vec::with_capacity(self.changed.len());
+        for id in std::mem::take(&mut self.changed) {
+            if self.judge(&id, now_unix_us)
+                && let Some(summary) = self.summaries.get(&id)
+            {
+                updated.push(summary.clone());
+            }
+        }
+        SummaryChanges {
+            updated,
+            removed: std::mem::take(&mut self.removed),
+        }
+    }
+
+    /// Rebuilds one flow's hops, status and summary; teaches the process map
+    /// a flow that finished. `false` for a flow no longer live.
+    fn judge(&mut self, id: &str, now_unix_us: i64) -> bool {
+        let Some(flow) = self.flows.get_mut(id) else {
+            return false;
+        };
+        flow.pending = false;
+        flow.hops = hops::build(flow);
+        let (status, reason) = status::evaluate(flow, &flow.hops, &self.config, now_unix_us);
+        flow.status = status;
+        flow.reason = reason;
+        let finished = status.is_final() || status == flowscope_model::FlowStatus::Failed;
+        flow.ended_unix_us = match (finished, flow.ended_unix_us) {
+            (true, None) => Some(flow.last_unix_us),
+            (true, ended) => ended,
+            (false, _) => None,
+        };
+        if finished {
+            let events: Vec<(String, i64)> = flow
+                .messages_in_order()
+                .into_iter()
+                .filter_map(|(_, r)| Some((r.event_type()?.to_owned(), r.published_unix_us()?)))
+                .collect();
+            // Learned once when it finishes; events after that (a
+            // cancellation after a failure) move it to its real variant.
+            let before = self.learned.get(id).copied().unwrap_or(0);
+            if events.len() > before {
+                if before == 0 {
+                    self.learner.learn(id, &events);
+                } else {
+                    self.learner.grow(id, before, &events);
+                }
+                self.learned.insert(id.to_owned(), events.len());
+            }
+        }
+        let summary = flow.summary(&flow.hops);
+        match self.summaries.get_mut(id) {
+            Some(kept) => *kept = summary,
+            None => {
+                self.summaries.insert(id.to_owned(), summary);
+            }
+        }
+        true
+    }
+
+    /// The hops of a live flow as of its last judgement, with the vhost of
+    /// its first message (for the latency learned from them).
+    pub fn judged_hops(&self, id: &str) -> Option<(&str, &[Hop])> {
+        let flow = self.flows.get(id)?;
+        let vhost = flow
+            .messages_in_order()
+            .into_iter()
+            .find_map(|(_, r)| r.representative())
+            .map_or("", |m| m.vhost.as_str());
+        Some((vhost, &flow.hops))
     }
 
     /// One live flow in full.
@@ -348,6 +431,14 @@ enum Kind {
     Publish,
     Deliver,
     DeadLetter,
+}
+
+/// The business key among an observation's identifiers.
+fn key_of(ids: &[Ident]) -> Option<String> {
+    ids.iter().find_map(|i| match i {
+        Ident::Key(_, value) => Some(value.clone()),
+        _ => None,
+    })
 }
 
 fn ident_is_empty(ident: &Ident) -> bool {

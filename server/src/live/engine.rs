@@ -47,10 +47,12 @@ impl Engine {
                             Err(_) => break,
                         }
                     }
-                    self.ingest(&batch);
                     if self.store.is_some() {
-                        pending.extend(batch);
+                        // The store writes what was seen, the correlator keeps
+                        // its own copy; with no store the batch is moved in whole.
+                        pending.extend(batch.iter().cloned());
                     }
+                    self.ingest(batch);
                 }
                 _ = publish.tick() => self.publish(&mut pending).await,
                 _ = tick.tick() => self.tick(),
@@ -64,36 +66,34 @@ impl Engine {
         tracing::info!("engine stopped");
     }
 
-    fn ingest(&self, batch: &[Observation]) {
+    /// Feeds a batch to the live state, moving each observation to where it is kept.
+    fn ingest(&self, batch: Vec<Observation>) {
         let mut live = self.live.write().expect("live lock");
         for obs in batch {
-            match obs {
+            match &obs {
                 Observation::QueueSample(sample) => {
                     live.queues.observe(sample);
                     live.alerts.observe_sample(sample);
+                    continue;
                 }
                 Observation::Topology(topology) => {
                     live.queues.observe_topology(topology);
                     live.alerts.observe_topology(topology);
-                    live.topology
-                        .insert(topology.vhost.clone(), (**topology).clone());
                 }
                 Observation::DeadLetter(msg) => {
                     live.alerts.observe_dead_letter(msg);
                     live.traffic.dead_lettered(msg);
-                    live.correlator.ingest(obs.clone());
                 }
-                Observation::Publish(msg) => {
-                    live.traffic.published(msg);
-                    live.correlator.ingest(obs.clone());
-                }
+                Observation::Publish(msg) => live.traffic.published(msg),
                 Observation::Deliver(msg) if !msg.deaths.is_empty() => {
                     live.traffic.dead_lettered(msg);
-                    live.correlator.ingest(obs.clone());
                 }
-                _ => {
-                    live.correlator.ingest(obs.clone());
-                }
+                Observation::Deliver(_) | Observation::Span(_) => {}
+            }
+            if let Observation::Topology(topology) = obs {
+                live.topology.insert(topology.vhost.clone(), *topology);
+            } else {
+                live.correlator.ingest(obs);
             }
         }
     }
@@ -122,31 +122,37 @@ impl Engine {
     async fn publish(&self, pending: &mut Vec<Observation>) {
         let now = now_unix_us();
         let (update, batch) = {
-            let mut live = self.live.write().expect("live lock");
-            let changes = live.correlator.take_changes(now);
-            for flow in &changes.updated {
-                let vhost = flow
-                    .messages
-                    .first()
-                    .map(|m| m.vhost.clone())
-                    .unwrap_or_default();
-                live.traffic.learn(&vhost, flow);
+            let mut guard = self.live.write().expect("live lock");
+            let live = &mut *guard;
+            // Whole flows only for the store; the live stream needs their summaries.
+            let (summaries, details, removed) = if self.store.is_some() {
+                let changes = live.correlator.take_changes(now);
+                let summaries = changes.updated.iter().map(|f| f.summary.clone()).collect();
+                (summaries, changes.updated, changes.removed)
+            } else {
+                let changes = live.correlator.take_summaries(now);
+                (changes.updated, Vec::new(), changes.removed)
+            };
+            for summary in &summaries {
+                if let Some((vhost, hops)) = live.correlator.judged_hops(&summary.id) {
+                    live.traffic.learn(vhost, hops);
+                }
             }
             let alerts = live.alerts.evaluate(now);
             live.stats.num_live_flows = live.correlator.num_flows();
             live.stats.observations_received = sum(&self.metrics, "observations_received");
             live.stats.observations_dropped = sum(&self.metrics, "observations_dropped");
             let update = LiveUpdate {
-                flows: changes.updated.iter().map(|f| f.summary.clone()).collect(),
-                removed_flows: changes.removed.clone(),
+                flows: summaries,
+                removed_flows: removed.clone(),
                 queues: live.queues.take_changed(),
                 alerts: alerts.clone(),
                 stats: Some(live.stats.clone()),
             };
             let batch = WriteBatch {
                 observations: std::mem::take(pending),
-                flows: changes.updated,
-                deleted_flows: changes.removed,
+                flows: details,
+                deleted_flows: removed,
                 alerts: alerts
                     .iter()
                     .filter_map(|a| serde_json::to_value(a).ok())

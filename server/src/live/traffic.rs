@@ -2,7 +2,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
-use flowscope_model::{BrokerMessage, FlowDetail};
+use flowscope_model::{BrokerMessage, Hop};
 
 /// Dead letters kept per dead-letter queue.
 const DEAD_LETTERS_KEPT: usize = 500;
@@ -53,9 +53,9 @@ impl Traffic {
         list.push_back(msg.clone());
     }
 
-    /// Learns hop latencies from an updated flow.
-    pub fn learn(&mut self, vhost: &str, flow: &FlowDetail) {
-        for hop in &flow.hops {
+    /// Learns hop latencies from an updated flow's hops.
+    pub fn learn(&mut self, vhost: &str, hops: &[Hop]) {
+        for hop in hops {
             let (Some(queue), Some(wait)) = (&hop.queue, hop.queue_wait_us) else {
                 continue;
             };
