@@ -8,6 +8,12 @@ use flowscope_server::config::Config;
 use flowscope_server::tap::{self, TapArgs};
 use tracing_subscriber::EnvFilter;
 
+/// mimalloc instead of glibc's malloc: ingest allocates and frees a few dozen
+/// small blocks per span, and glibc's allocator was the largest item in the
+/// OTLP profile (see docs/benchmarks.md, OTLP).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// flowscope: live event flows of a RabbitMQ system, from the broker's
 /// firehose, its management API and the services' OpenTelemetry traces.
 ///

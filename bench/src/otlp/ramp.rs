@@ -214,19 +214,18 @@ pub async fn persisted(
     Ok((vec![row], vec![line]))
 }
 
-/// Observations and flows in a stopped flowscope's SQLite file.
+/// Observations and flows in a stopped flowscope's SQLite file, counted by
+/// the store itself (its layout packs observations into blocks).
 async fn stored_rows(path: &Path) -> anyhow::Result<(i64, i64)> {
-    use sqlx::Connection as _;
-    let url = format!("sqlite://{}?mode=ro", path.display());
-    let mut db = sqlx::SqliteConnection::connect(&url).await?;
-    let (observations,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM observations")
-        .fetch_one(&mut db)
-        .await?;
-    let (flows,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM flows")
-        .fetch_one(&mut db)
-        .await?;
-    db.close().await?;
-    Ok((observations, flows))
+    let store = flowscope_server::store::Store::open(&flowscope_server::store::StoreConfig {
+        url: format!("sqlite://{}", path.display()),
+        ..Default::default()
+    })
+    .await?;
+    let stats = store.stats().await;
+    store.close().await;
+    let stats = stats?;
+    Ok((stats.num_observations as i64, stats.num_flows as i64))
 }
 
 #[cfg(test)]
