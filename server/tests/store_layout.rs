@@ -16,6 +16,7 @@ on_both_backends!(
     retention_deletes_old_blocks_and_trims_the_one_across_the_cutoff,
     events_take_less_room_than_their_json,
     an_old_store_is_refused_with_what_to_do,
+    a_store_with_keys_by_kind_is_refused_too,
 );
 
 /// Flow `n` as the correlator sees it after `step` (1 to 3) of its observations.
@@ -226,6 +227,20 @@ async fn events_take_less_room_than_their_json(db: TestDb) {
 async fn an_old_store_is_refused_with_what_to_do(db: TestDb) {
     let old_table = "CREATE TABLE observations (seq BIGINT PRIMARY KEY, unix_us BIGINT NOT NULL, \
                      kind TEXT NOT NULL, json TEXT NOT NULL)";
+    assert_refused(db, old_table).await;
+}
+
+/// The first layout with blocks kept each lookup key with its kind, and a
+/// JSON summary: never released, refused the same way.
+async fn a_store_with_keys_by_kind_is_refused_too(db: TestDb) {
+    let old_table = "CREATE TABLE flow_keys (flow_id TEXT NOT NULL, kind TEXT NOT NULL, \
+                     value TEXT NOT NULL, PRIMARY KEY (flow_id, kind, value))";
+    assert_refused(db, old_table).await;
+}
+
+/// Creates `old_table` in the test's store, then checks that opening it
+/// fails and says what to do.
+async fn assert_refused(db: TestDb, old_table: &'static str) {
     if let Some(dir) = &db.dir {
         std::fs::create_dir_all(dir).unwrap();
         let url = format!("sqlite://{}/store.db?mode=rwc", dir.display());

@@ -183,6 +183,7 @@ async fn postgres_in(args: &StorageArgs, url: &str) -> anyhow::Result<Vec<Row>> 
     }
     let size = open(url).await?.stats().await?.size_bytes;
     eprintln!("  postgres: {size} bytes; writing the naive schema");
+    print_postgres_sizes(url).await?;
     let naive = naive::postgres(url, args.seed, args.events).await?;
     let files = cold::postgres_files(url).await.unwrap_or_else(|err| {
         eprintln!("  cannot find PostgreSQL's files ({err:#}); cold = fresh connection only");
@@ -197,6 +198,28 @@ async fn postgres_in(args: &StorageArgs, url: &str) -> anyhow::Result<Vec<Row>> 
         naive,
         &lookups,
     ))
+}
+
+/// Prints each table's size: its rows (with TOAST) and each of its indexes,
+/// so a change of layout shows where the bytes went.
+async fn print_postgres_sizes(url: &str) -> anyhow::Result<()> {
+    let mut conn = sqlx::PgConnection::connect(url).await?;
+    let sizes: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT c.relname::TEXT, pg_table_size(c.oid) FROM pg_class c \
+         JOIN pg_namespace n ON n.oid = c.relnamespace \
+         WHERE n.nspname = current_schema() AND c.relkind IN ('r', 'i') \
+         ORDER BY pg_table_size(c.oid) DESC",
+    )
+    .fetch_all(&mut conn)
+    .await?;
+    conn.close().await?;
+    let list: Vec<String> = sizes
+        .iter()
+        .filter(|(_, bytes)| *bytes > 0)
+        .map(|(name, bytes)| format!("{name} {:.1} MB", *bytes as f64 / 1e6))
+        .collect();
+    eprintln!("  postgres relations: {}", list.join(", "));
+    Ok(())
 }
 
 async fn open(url: &str) -> anyhow::Result<Store> {

@@ -96,11 +96,12 @@ pub(super) struct FlowRow {
     pub last_seen_unix_us: i64,
     pub services: String,
     pub event_types: String,
-    pub summary: String,
+    /// zstd of the summary's JSON (~35 % smaller: a flow is rewritten as it grows).
+    pub summary: Vec<u8>,
     /// zstd of the hops' JSON.
     pub hops: Vec<u8>,
-    /// `(kind, value)`, each once.
-    pub keys: Vec<(&'static str, String)>,
+    /// The values the flow can be looked up by, each once, sorted.
+    pub keys: Vec<String>,
     /// How many of `items` are messages (the spans follow).
     pub num_messages: usize,
     /// The messages and spans with their identities, to be stored as
@@ -259,7 +260,7 @@ fn flow_row(flow: FlowDetail) -> Result<FlowRow> {
         last_seen_unix_us: s.last_seen_unix_us,
         services: list_text(&s.services),
         event_types: list_text(&s.event_types),
-        summary: to_json(s, "encode a flow summary")?,
+        summary: blocks::compress(to_json(s, "encode a flow summary")?.as_bytes())?,
         hops,
         keys,
         num_messages,
@@ -267,33 +268,32 @@ fn flow_row(flow: FlowDetail) -> Result<FlowRow> {
     })
 }
 
-/// The identifiers a flow can be looked up by, each once.
-pub(super) fn flow_keys(flow: &FlowDetail) -> Vec<(&'static str, String)> {
+/// The identifiers a flow can be looked up by (its business key, trace
+/// ids, message ids, correlation ids), each once, sorted. Their kind is not
+/// kept: a lookup matches any of them.
+pub(super) fn flow_keys(flow: &FlowDetail) -> Vec<String> {
     let mut keys = BTreeSet::new();
-    let mut add = |kind: &'static str, value: Option<&String>| {
+    let mut add = |value: Option<&String>| {
         if let Some(v) = value.filter(|v| !v.is_empty()) {
-            keys.insert((kind, v.clone()));
+            keys.insert(v.clone());
         }
     };
     let s = &flow.summary;
-    add("key", s.key.as_ref());
-    s.trace_ids.iter().for_each(|t| add("trace_id", Some(t)));
+    add(s.key.as_ref());
+    s.trace_ids.iter().for_each(|t| add(Some(t)));
     for hop in &flow.hops {
-        add("message_id", Some(&hop.message_id));
+        add(Some(&hop.message_id));
     }
     for m in &flow.messages {
-        add("message_id", m.properties.message_id.as_ref());
-        add("correlation_id", m.properties.correlation_id.as_ref());
-        add("trace_id", m.trace.as_ref().map(|t| &t.trace_id));
+        add(m.properties.message_id.as_ref());
+        add(m.properties.correlation_id.as_ref());
+        add(m.trace.as_ref().map(|t| &t.trace_id));
     }
     for span in &flow.spans {
-        add("trace_id", Some(&span.trace_id));
+        add(Some(&span.trace_id));
         let messaging = span.messaging.as_ref();
-        add("message_id", messaging.and_then(|m| m.message_id.as_ref()));
-        add(
-            "correlation_id",
-            messaging.and_then(|m| m.conversation_id.as_ref()),
-        );
+        add(messaging.and_then(|m| m.message_id.as_ref()));
+        add(messaging.and_then(|m| m.conversation_id.as_ref()));
     }
     keys.into_iter().collect()
 }
@@ -335,8 +335,13 @@ fn from_json<T: for<'de> Deserialize<'de>>(json: &str, what: &'static str) -> Re
     serde_json::from_str(json).map_err(|source| StoreError::Json { what, source })
 }
 
-pub(super) fn decode_summary(json: &str) -> Result<FlowSummary> {
-    from_json(json, "read a stored flow summary")
+/// A flow's summary from its column (zstd of JSON).
+pub(super) fn decode_summary(summary: &[u8]) -> Result<FlowSummary> {
+    let json = blocks::decompress(summary)?;
+    serde_json::from_slice(&json).map_err(|source| StoreError::Json {
+        what: "read a stored flow summary",
+        source,
+    })
 }
 
 /// A flow's hops from their column.

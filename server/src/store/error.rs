@@ -54,7 +54,7 @@ pub enum StoreError {
     )]
     Corrupt { what: &'static str },
     #[error(
-        "the store at {location} was written by an older flowscope (one row per observation, table `observations`), which this version cannot read or convert; keep it elsewhere and start with an empty store: move the SQLite file away, or for PostgreSQL drop its tables observations, queue_samples, flows, flow_keys and alerts (or point store.url at a new file or database)"
+        "the store at {location} was written by an older flowscope (one row per observation in a table `observations`, or lookup keys with a `kind` column), which this version cannot read or convert; keep it elsewhere and start with an empty store: move the SQLite file away, or for PostgreSQL drop its tables observations, queue_samples, flows, flow_keys and alerts (or point store.url at a new file or database)"
     )]
     OldSchema { location: String },
     #[error(

@@ -21,7 +21,12 @@
 //! row holds its summary, its hops (zstd JSON) and, instead of copies of its
 //! messages and spans, references `(block id, line)` to the observations they
 //! came from (`items.rs`; a message the store cannot place is kept inline).
-//! A flow rewritten as it grows so rewrites a few hundred bytes, not its events.
+//! A flow rewritten as it grows so rewrites a few hundred bytes, not its
+//! events, and its lookup keys are changed, not rewritten: the write reads
+//! the keys stored for its flows first, inserts the new ones and deletes the
+//! ones a flow lost (PostgreSQL keeps a dead copy of every row and index
+//! entry an update or delete touches, until `VACUUM`, in files that do not
+//! shrink).
 //!
 //! Tables (the same in both backends):
 //!
@@ -29,16 +34,18 @@
 //! |---|---|---|
 //! | `observation_blocks` | `seq` (write order), `id` (random, named before writing), `min_unix_us`, `max_unix_us`, `num_observations`, `data` (zstd of JSON lines; a line deleted by retention is empty) | `id`, `max_unix_us` |
 //! | `queue_samples` | `vhost`, `queue`, `unix_us`, `source`, `ready`, `unacked`, `consumers`, `publish_rate`, `deliver_rate`, `ack_rate`, `head_message_timestamp` | `(vhost, queue, unix_us)`, `unix_us` |
-//! | `flows` | `id` (key), `business_key`, `status`, `started_unix_us`, `last_seen_unix_us`, `services`, `event_types` (`\|a\|b\|`), `summary` (JSON), `hops` (zstd JSON), `items` (the messages and spans: references into blocks, see `items.rs`) | `started_unix_us`, `last_seen_unix_us`, `(status, started_unix_us)` |
-//! | `flow_keys` | `flow_id`, `kind` (`key`, `message_id`, `trace_id`, `correlation_id`), `value` | key `(flow_id, kind, value)`, `value` |
+//! | `flows` | `id` (key), `business_key`, `status`, `started_unix_us`, `last_seen_unix_us`, `services`, `event_types` (`\|a\|b\|`), `summary` (zstd JSON), `hops` (zstd JSON), `items` (the messages and spans: references into blocks, see `items.rs`) | `started_unix_us`, `last_seen_unix_us`, `(status, started_unix_us)` |
+//! | `flow_keys` | `value` (a business key, message id, trace id or correlation id), `flow_id` | key `(value, flow_id)`, `flow_id` |
 //! | `alerts` | `id` (key), `updated_unix_us`, `doc` (the alert, JSON) | `updated_unix_us` |
 //!
 //! Queue samples are observations too, but live in their own table so a
 //! queue's history is an indexed range scan; `observation_blocks` holds the rest.
 //!
 //! A store written by flowscope before blocks (a table `observations`, one
-//! row per observation) is refused at open with [`StoreError::OldSchema`],
-//! which says to move it away: it is not converted.
+//! row per observation), or by the first layout with blocks (keys stored
+//! with their kind, `flow_keys.kind`; never released), is refused at open
+//! with [`StoreError::OldSchema`], which says to move it away: it is not
+//! converted.
 
 mod blocks;
 mod codec;

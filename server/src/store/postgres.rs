@@ -59,7 +59,7 @@ CREATE TABLE IF NOT EXISTS flows (
     last_seen_unix_us BIGINT NOT NULL,
     services TEXT NOT NULL,
     event_types TEXT NOT NULL,
-    summary TEXT NOT NULL,
+    summary BYTEA NOT NULL,
     hops BYTEA NOT NULL,
     items BYTEA NOT NULL
 );
@@ -69,11 +69,10 @@ CREATE INDEX IF NOT EXISTS flows_by_status ON flows (status, started_unix_us);
 
 CREATE TABLE IF NOT EXISTS flow_keys (
     flow_id TEXT NOT NULL,
-    kind TEXT NOT NULL,
     value TEXT NOT NULL,
-    PRIMARY KEY (flow_id, kind, value)
+    PRIMARY KEY (value, flow_id)
 );
-CREATE INDEX IF NOT EXISTS flow_keys_by_value ON flow_keys (value);
+CREATE INDEX IF NOT EXISTS flow_keys_by_flow ON flow_keys (flow_id);
 
 CREATE TABLE IF NOT EXISTS alerts (
     id TEXT PRIMARY KEY,
@@ -82,6 +81,13 @@ CREATE TABLE IF NOT EXISTS alerts (
 );
 CREATE INDEX IF NOT EXISTS alerts_by_update ON alerts (updated_unix_us);
 ";
+
+/// Whether the database holds an older layout: one row per observation
+/// (table `observations`), or lookup keys with their kind (`flow_keys.kind`,
+/// before keys were written as changes).
+const OLD_SCHEMA: &str = "SELECT to_regclass('observations') IS NOT NULL OR EXISTS \
+    (SELECT 1 FROM information_schema.columns WHERE table_schema = current_schema() \
+    AND table_name = 'flow_keys' AND column_name = 'kind')";
 
 /// The bytes of live rows: what is stored, compressed, plus a tuple header.
 /// `pg_total_relation_size` does not shrink when rows are deleted (the space
@@ -183,16 +189,14 @@ impl PgStore {
 }
 
 /// Creates the missing tables; `true` (and nothing created) when the
-/// database holds the layout before observation blocks.
+/// database holds an older layout.
 async fn create_tables(pool: &sqlx::PgPool) -> std::result::Result<bool, sqlx::Error> {
     let mut tx = pool.begin().await?;
     sqlx::query("SELECT pg_advisory_xact_lock($1)")
         .bind(SCHEMA_LOCK)
         .execute(&mut *tx)
         .await?;
-    let (old,): (bool,) = sqlx::query_as("SELECT to_regclass('observations') IS NOT NULL")
-        .fetch_one(&mut *tx)
-        .await?;
+    let (old,): (bool,) = sqlx::query_as(OLD_SCHEMA).fetch_one(&mut *tx).await?;
     if old {
         return Ok(true);
     }

@@ -14,7 +14,7 @@ use super::items::{ItemValue, Location, StoredItem, StoredItems};
 /// observation is gone (deleted by retention, or lost with a failed write)
 /// is left out; the summary still counts it.
 pub(super) fn assemble_flow(
-    summary: &str,
+    summary: &[u8],
     hops: &[u8],
     stored: StoredItems,
     blocks: Vec<(i64, Vec<u8>)>,

@@ -3,6 +3,8 @@
 //! [`SqlStore`](super::sql_store::SqlStore). What differs between the
 //! backends is their [`Dialect`].
 
+use std::collections::{HashMap, HashSet};
+
 use sqlx::Database;
 
 use super::FlowFilter;
@@ -115,11 +117,23 @@ fn in_list<'r>(head: &str, ids: &[&'r str]) -> Vec<Statement<'r>> {
         .collect()
 }
 
+/// The lookup keys stored for some flows before a write: flow id → values.
+pub(super) type StoredKeys = HashMap<String, HashSet<String>>;
+
+/// The queries reading the stored keys of the batch's flows (`flow_id, value`
+/// rows), run in the write's transaction before [`write_statements`].
+pub(super) fn stored_keys_queries(rows: &BatchRows) -> Vec<Statement<'_>> {
+    let ids: Vec<&str> = rows.flows.iter().map(|f| f.id.as_str()).collect();
+    in_list("SELECT flow_id, value FROM flow_keys WHERE flow_id", &ids)
+}
+
 /// The statements that write a batch, in order; `items` is each flow's
-/// `items` column (see [`super::items`]).
+/// `items` column (see [`super::items`]), `stored_keys` the keys its flows
+/// had (from [`stored_keys_queries`]).
 pub(super) fn write_statements<'r>(
     rows: &'r BatchRows,
     items: &'r [Vec<u8>],
+    stored_keys: &'r StoredKeys,
 ) -> Vec<Statement<'r>> {
     let mut out = inserts(
         "observation_blocks (id, min_unix_us, max_unix_us, num_observations, data)",
@@ -170,19 +184,7 @@ pub(super) fn write_statements<'r>(
             .map(|(f, items)| flow_binds(f, items)),
         10,
     ));
-    let upserted: Vec<&str> = rows.flows.iter().map(|f| f.id.as_str()).collect();
-    out.extend(in_list("DELETE FROM flow_keys WHERE flow_id", &upserted));
-    let keys = rows.flows.iter().flat_map(|f| {
-        f.keys
-            .iter()
-            .map(|(kind, value)| vec![Bind::Str(&f.id), Bind::Str(kind), Bind::Str(value)])
-    });
-    out.extend(inserts(
-        "flow_keys (flow_id, kind, value)",
-        " ON CONFLICT DO NOTHING",
-        keys,
-        3,
-    ));
+    out.extend(key_statements(rows, stored_keys));
     let deleted: Vec<&str> = rows.deleted_flows.iter().map(String::as_str).collect();
     out.extend(in_list("DELETE FROM flow_keys WHERE flow_id", &deleted));
     out.extend(in_list("DELETE FROM flows WHERE id", &deleted));
@@ -202,6 +204,38 @@ pub(super) fn write_statements<'r>(
     out
 }
 
+/// A flow's keys are changed, not replaced: its new keys inserted, the ones
+/// it lost deleted (rare), the others left alone. A growing flow is
+/// rewritten often; rewriting its keys each time left a dead copy of every
+/// key row and index entry behind on PostgreSQL.
+fn key_statements<'r>(rows: &'r BatchRows, stored_keys: &'r StoredKeys) -> Vec<Statement<'r>> {
+    let mut out = Vec::new();
+    let mut added = Vec::new();
+    for f in &rows.flows {
+        let stored = stored_keys.get(&f.id);
+        let is_stored = |value: &str| stored.is_some_and(|s| s.contains(value));
+        added.extend(f.keys.iter().filter(|v| !is_stored(v)).map(|v| (&f.id, v)));
+        let lost = stored.into_iter().flatten();
+        for value in lost.filter(|v| f.keys.binary_search(v).is_err()) {
+            let mut delete = Statement::new("DELETE FROM flow_keys WHERE flow_id = ");
+            delete
+                .bind(Bind::Str(&f.id))
+                .push(" AND value = ")
+                .bind(Bind::Str(value));
+            out.push(delete);
+        }
+    }
+    out.extend(inserts(
+        "flow_keys (flow_id, value)",
+        " ON CONFLICT DO NOTHING",
+        added
+            .into_iter()
+            .map(|(id, value)| vec![Bind::Str(id), Bind::Str(value)]),
+        2,
+    ));
+    out
+}
+
 fn flow_binds<'r>(f: &'r FlowRow, items: &'r [u8]) -> Vec<Bind<'r>> {
     vec![
         Bind::Str(&f.id),
@@ -211,7 +245,7 @@ fn flow_binds<'r>(f: &'r FlowRow, items: &'r [u8]) -> Vec<Bind<'r>> {
         Bind::Int(f.last_seen_unix_us),
         Bind::Str(&f.services),
         Bind::Str(&f.event_types),
-        Bind::Str(&f.summary),
+        Bind::Bytes(&f.summary),
         Bind::Bytes(&f.hops),
         Bind::Bytes(items),
     ]

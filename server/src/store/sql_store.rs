@@ -10,8 +10,8 @@ use sqlx::{AssertSqlSafe, Database, Executor, FromRow, IntoArguments, Pool};
 use super::codec::{self, BatchRows, SampleTuple};
 use super::sql::{
     ALERTS, BLOCKS_SINCE, Bind, COUNTS, Dialect, FIRST_BLOCK_SINCE, FLOW_BY_ID, LOOKUP,
-    QUEUE_RANGE, QUEUE_SAMPLES, QUEUE_SAMPLES_BUCKETED, Statement, blocks_by_id, push_flow_where,
-    to_i64, write_statements,
+    QUEUE_RANGE, QUEUE_SAMPLES, QUEUE_SAMPLES_BUCKETED, Statement, StoredKeys, blocks_by_id,
+    push_flow_where, stored_keys_queries, to_i64, write_statements,
 };
 use super::{FlowFilter, Result, StoreError, blocking, read};
 
@@ -50,7 +50,9 @@ where
     for<'c> &'c mut D::Connection: Executor<'c, Database = D>,
     D::Arguments: IntoArguments<D>,
     for<'r> (String,): FromRow<'r, D::Row>,
-    for<'r> (String, Vec<u8>, Vec<u8>): FromRow<'r, D::Row>,
+    for<'r> (String, String): FromRow<'r, D::Row>,
+    for<'r> (Vec<u8>,): FromRow<'r, D::Row>,
+    for<'r> (Vec<u8>, Vec<u8>, Vec<u8>): FromRow<'r, D::Row>,
     for<'r> (i64, i64, Vec<u8>): FromRow<'r, D::Row>,
     for<'r> (i64, Vec<u8>): FromRow<'r, D::Row>,
     for<'r> (i64,): FromRow<'r, D::Row>,
@@ -109,7 +111,19 @@ where
     pub(super) async fn write(&self, rows: &BatchRows, items: &[Vec<u8>]) -> Result<()> {
         let what = "write a batch";
         let mut tx = self.pool.begin().await.map_err(StoreError::query(what))?;
-        for statement in write_statements(rows, items) {
+        let mut stored_keys = StoredKeys::new();
+        for statement in stored_keys_queries(rows) {
+            let args = D::arguments(&statement.binds);
+            let found: Vec<(String, String)> =
+                sqlx::query_as_with(AssertSqlSafe(statement.sql), args)
+                    .fetch_all(&mut *tx)
+                    .await
+                    .map_err(StoreError::query(what))?;
+            for (id, value) in found {
+                stored_keys.entry(id).or_default().insert(value);
+            }
+        }
+        for statement in write_statements(rows, items, &stored_keys) {
             let args = D::arguments(&statement.binds);
             sqlx::query_with(AssertSqlSafe(statement.sql), args)
                 .execute(&mut *tx)
@@ -130,10 +144,10 @@ where
             .bind(Bind::Int(to_i64(filter.effective_limit())))
             .push(" OFFSET ")
             .bind(Bind::Int(to_i64(filter.offset)));
-        let rows: Vec<(String,)> = self.fetch(page, "list flows").await?;
+        let rows: Vec<(Vec<u8>,)> = self.fetch(page, "list flows").await?;
         let items = rows
             .iter()
-            .map(|(json,)| codec::decode_summary(json))
+            .map(|(summary,)| codec::decode_summary(summary))
             .collect::<Result<_>>()?;
         Ok((items, codec::count(total)))
     }
@@ -141,7 +155,7 @@ where
     pub(super) async fn flow(&self, id: &str) -> Result<Option<FlowDetail>> {
         let mut statement = Statement::new(FLOW_BY_ID);
         statement.binds.push(Bind::Str(id));
-        let rows: Vec<(String, Vec<u8>, Vec<u8>)> = self.fetch(statement, "read a flow").await?;
+        let rows: Vec<(Vec<u8>, Vec<u8>, Vec<u8>)> = self.fetch(statement, "read a flow").await?;
         let Some((summary, hops, items)) = rows.into_iter().next() else {
             return Ok(None);
         };

@@ -61,7 +61,7 @@ CREATE TABLE IF NOT EXISTS flows (
     last_seen_unix_us INTEGER NOT NULL,
     services TEXT NOT NULL,
     event_types TEXT NOT NULL,
-    summary TEXT NOT NULL,
+    summary BLOB NOT NULL,
     hops BLOB NOT NULL,
     items BLOB NOT NULL
 );
@@ -71,11 +71,10 @@ CREATE INDEX IF NOT EXISTS flows_by_status ON flows (status, started_unix_us);
 
 CREATE TABLE IF NOT EXISTS flow_keys (
     flow_id TEXT NOT NULL,
-    kind TEXT NOT NULL,
     value TEXT NOT NULL,
-    PRIMARY KEY (flow_id, kind, value)
+    PRIMARY KEY (value, flow_id)
 ) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS flow_keys_by_value ON flow_keys (value);
+CREATE INDEX IF NOT EXISTS flow_keys_by_flow ON flow_keys (flow_id);
 
 CREATE TABLE IF NOT EXISTS alerts (
     id TEXT PRIMARY KEY,
@@ -85,9 +84,12 @@ CREATE TABLE IF NOT EXISTS alerts (
 CREATE INDEX IF NOT EXISTS alerts_by_update ON alerts (updated_unix_us);
 ";
 
-/// Whether the file has the table of the layout before observation blocks.
-const OLD_SCHEMA: &str =
-    "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'observations'";
+/// Whether the file holds an older layout: one row per observation (table
+/// `observations`), or lookup keys with their kind (`flow_keys.kind`,
+/// before keys were written as changes).
+const OLD_SCHEMA: &str = "SELECT \
+    (SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'observations') \
+    + (SELECT COUNT(*) FROM pragma_table_info('flow_keys') WHERE name = 'kind')";
 
 impl Dialect for Sqlite {
     // ASCII-case-insensitive already.
