@@ -3,9 +3,8 @@
 //! Every call answers `Result<T, String>`: the error is a sentence to show
 //! (the server's own `{"error": "..."}` message when it sent one).
 
-use flowscope_model::{
-    Alert, AlertRule, BrokerMessage, FlowDetail, FlowSummary, ProcessMap, QueueState,
-};
+use flowscope_model::{Alert, BrokerMessage, FlowDetail, FlowSummary, QueueState};
+use leptos::prelude::*;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -140,8 +139,15 @@ pub struct Alerts {
 /// `GET /api/alerts/rules`.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 pub struct Rules {
-    pub rules: Vec<AlertRule>,
+    pub rules: Vec<RuleFields>,
 }
+
+/// An alert rule as the server writes it ([`flowscope_model::AlertRule`]):
+/// `name`, `kind`, the kind's own fields, `for_secs`, `severity`. Read as
+/// a plain object because the model's rule flattens its kind, which pulls
+/// serde's buffered (and large) deserializer into the wasm; the page only
+/// shows the fields.
+pub type RuleFields = serde_json::Map<String, Value>;
 
 /// `POST /api/demo/faults`: who heard the command.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
@@ -231,12 +237,20 @@ pub async fn set_load_rate(rate: f64) -> Result<LoadRate, String> {
     fetch("PUT", "/api/demo/load", Some(body)).await
 }
 
-pub async fn topology() -> Result<Topology, String> {
-    get("/api/topology").await
+/// `GET` paths the pages keep in a [`get_resource`].
+pub const TOPOLOGY_PATH: &str = "/api/topology";
+pub const STUCK_PATH: &str = "/api/stuck";
+pub const ALERTS_PATH: &str = "/api/alerts";
+pub const RULES_PATH: &str = "/api/alerts/rules";
+pub const PROCESS_MAP_PATH: &str = "/api/process-map";
+
+/// `GET` it for a [`FlowDetail`].
+pub fn flow_path(id: &str) -> String {
+    format!("/api/flows/{}", path_segment(id))
 }
 
 pub async fn flow(id: &str) -> Result<FlowDetail, String> {
-    get(&format!("/api/flows/{}", path_segment(id))).await
+    get(&flow_path(id)).await
 }
 
 pub async fn lookup(key: &str) -> Result<Lookup, String> {
@@ -251,16 +265,14 @@ fn queue_path(vhost: &str, queue: &str) -> String {
     )
 }
 
-pub async fn queue(vhost: &str, queue: &str, window_secs: i64) -> Result<QueueDetail, String> {
-    get(&format!(
-        "{}?window_secs={window_secs}",
-        queue_path(vhost, queue)
-    ))
-    .await
+/// `GET` it for a [`QueueDetail`].
+pub fn queue_detail_path(vhost: &str, queue: &str, window_secs: i64) -> String {
+    format!("{}?window_secs={window_secs}", queue_path(vhost, queue))
 }
 
-pub async fn dead_letters(vhost: &str, queue: &str) -> Result<DeadLetters, String> {
-    get(&format!("{}/dead-letters", queue_path(vhost, queue))).await
+/// `GET` it for [`DeadLetters`].
+pub fn dead_letters_path(vhost: &str, queue: &str) -> String {
+    format!("{}/dead-letters", queue_path(vhost, queue))
 }
 
 pub async fn redrive_all(vhost: &str, queue: &str) -> Result<RedriveReport, String> {
@@ -281,25 +293,61 @@ pub async fn purge(vhost: &str, queue: &str) -> Result<PurgeReport, String> {
     post(&format!("{}/purge", queue_path(vhost, queue)), &Value::Null).await
 }
 
-pub async fn stuck() -> Result<Stuck, String> {
-    get("/api/stuck").await
-}
-
-pub async fn alerts() -> Result<Alerts, String> {
-    get("/api/alerts").await
-}
-
-pub async fn rules() -> Result<Rules, String> {
-    get("/api/alerts/rules").await
-}
-
-pub async fn process_map() -> Result<ProcessMap, String> {
-    get("/api/process-map").await
-}
-
 pub async fn demo_fault(command: &FaultCommand) -> Result<FaultAnswers, String> {
     let body = serde_json::to_value(command).map_err(|e| e.to_string())?;
     post("/api/demo/faults", &body).await
+}
+
+/// The body of a successful `GET`, kept by a page's resource and parsed
+/// where it is shown ([`read`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Answer {
+    path: String,
+    body: String,
+}
+
+impl Answer {
+    /// The body as JSON of type `T`; the error says which call answered what.
+    fn parse<T: DeserializeOwned>(&self) -> Result<T, String> {
+        crate::json::from_str(&self.body)
+            .map_err(|e| format!("GET {}: unexpected answer: {e}", self.path))
+    }
+}
+
+/// What every page fetches into: one resource type for all answers, so that
+/// the wasm holds Leptos's resource machinery once rather than once per type.
+pub type AnswerResource = LocalResource<Result<Answer, String>>;
+
+/// A resource holding the answer to `GET path()`, fetched again whenever
+/// what `path` reads changes.
+pub fn get_resource(path: impl Fn() -> String + 'static) -> AnswerResource {
+    answer_resource(Box::new(path))
+}
+
+/// Not generic (the closure is boxed): one copy of the resource code.
+fn answer_resource(path: Box<dyn Fn() -> String>) -> AnswerResource {
+    LocalResource::new(move || {
+        let path = path();
+        async move {
+            let body = fetch_text("GET", &path, None).await?;
+            Ok(Answer { path, body })
+        }
+    })
+}
+
+/// The resource's answer as the server wrote it (tracked): `None` while
+/// loading or after a failed call.
+pub fn body(resource: AnswerResource) -> Option<String> {
+    resource.with(|answer| Some(answer.as_ref()?.as_ref().ok()?.body.clone()))
+}
+
+/// The resource's answer parsed as `T` (tracked): `None` while loading.
+pub fn read<T: DeserializeOwned>(resource: AnswerResource) -> Option<Result<T, String>> {
+    resource.with(|answer| {
+        answer
+            .as_ref()
+            .map(|answer| answer.as_ref().map_err(Clone::clone)?.parse())
+    })
 }
 
 /// `GET path`, JSON in.

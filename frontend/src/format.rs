@@ -83,9 +83,11 @@ pub fn parse_status(text: &str) -> Option<FlowStatus> {
         .find(|s| s.as_str() == text)
 }
 
-/// A JSON value pretty-printed.
+/// A JSON value pretty-printed (as `serde_json::to_string_pretty` does,
+/// through [`crate::json::pretty`], which keeps serde's pretty serializer
+/// out of the wasm).
 pub fn pretty_json(value: &serde_json::Value) -> String {
-    serde_json::to_string_pretty(value).unwrap_or_else(|_| value.to_string())
+    crate::json::pretty(&value.to_string())
 }
 
 /// A captured body for display: JSON pretty-printed, other text as is,

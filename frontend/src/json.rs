@@ -33,6 +33,58 @@ pub fn from_value<T: DeserializeOwned>(value: &serde_json::Value) -> Option<T> {
     from_str(&value.to_string()).ok()
 }
 
+/// Compact JSON `text` laid out as `serde_json::to_string_pretty` lays out
+/// the same value (two-space indent, `"key": value`, `{}` and `[]` when
+/// empty), without parsing it: the page copies a flow's JSON as the server
+/// wrote it, so the model's `Serialize` code stays out of the wasm.
+pub fn pretty(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() * 2);
+    let mut depth = 0usize;
+    let mut chars = text.chars().peekable();
+    let newline = |out: &mut String, depth: usize| {
+        out.push('\n');
+        out.extend(std::iter::repeat_n("  ", depth));
+    };
+    while let Some(c) = chars.next() {
+        match c {
+            '"' => {
+                out.push('"');
+                while let Some(c) = chars.next() {
+                    out.push(c);
+                    match c {
+                        '\\' => out.extend(chars.next()),
+                        '"' => break,
+                        _ => {}
+                    }
+                }
+            }
+            '{' | '[' => {
+                out.push(c);
+                let close = if c == '{' { '}' } else { ']' };
+                if chars.peek() == Some(&close) {
+                    out.extend(chars.next());
+                } else {
+                    depth += 1;
+                    newline(&mut out, depth);
+                }
+            }
+            '}' | ']' => {
+                depth = depth.saturating_sub(1);
+                newline(&mut out, depth);
+                out.push(c);
+            }
+            ',' => {
+                out.push(',');
+                newline(&mut out, depth);
+            }
+            ':' => out.push_str(": "),
+            c if c.is_ascii_whitespace() => {}
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 /// A deserializer that reads structs from maps only, passing every other
 /// request through to the one it wraps (and wrapping what it hands on).
 #[derive(Debug)]
@@ -286,6 +338,7 @@ mod tests {
         let ours: T = from_str(&json).unwrap();
         assert_eq!(&ours, value, "{json}");
         assert_eq!(ours, serde_json::from_str::<T>(&json).unwrap());
+        assert_eq!(pretty(&json), serde_json::to_string_pretty(value).unwrap());
     }
 
     #[test]
@@ -351,5 +404,21 @@ mod tests {
         assert!(from_str::<Pair>(r#"{"b": "x", "a": 1} x"#).is_err());
         let err = from_str::<Pair>(r#"{"a": "one", "b": "x"}"#).unwrap_err();
         assert!(err.to_string().contains("invalid type"), "{err}");
+    }
+
+    #[test]
+    fn pretty_lays_out_like_serde_json() {
+        let value = serde_json::json!({
+            "id": "f-1", "empty_list": [], "empty_map": {}, "n": -1.5e-7, "big": 18446744073709551615u64,
+            "text": "a \"quoted\" {not: [json]}, \\ back\\slash\n and ünïcode",
+            "nested": [{"a": [1, 2, [3, []]], "b": null, "c": true}, [], {}, "x"],
+        });
+        let compact = serde_json::to_string(&value).unwrap();
+        assert_eq!(
+            pretty(&compact),
+            serde_json::to_string_pretty(&value).unwrap()
+        );
+        assert_eq!(pretty("[]"), "[]");
+        assert_eq!(pretty("\"a,b\""), "\"a,b\"");
     }
 }

@@ -20,7 +20,7 @@ use crate::format;
 use crate::sort::{self, CollectTree};
 
 mod live;
-pub use live::{EdgeStyle, edge_styles, source_key, structure_of};
+pub use live::{EdgeStyle, EdgeStyles, edge_styles, source_key, structure_of};
 
 pub const NODE_W: f64 = 150.0;
 pub const NODE_H: f64 = 40.0;
@@ -111,8 +111,9 @@ pub struct FlowOrder {
 impl FlowOrder {
     /// Learns the order from `flows` (the longest ones say the most).
     pub fn from_flows(flows: &[FlowDetail]) -> Self {
-        let mut queues: BTreeMap<String, (f64, f64)> = BTreeMap::new();
-        let mut publishers: BTreeMap<String, (f64, f64)> = BTreeMap::new();
+        // Keyed by `&str` like the layout's other maps: one map type fewer.
+        let mut queues: BTreeMap<&str, (f64, f64)> = BTreeMap::new();
+        let mut publishers: BTreeMap<&str, (f64, f64)> = BTreeMap::new();
         for flow in flows {
             let mut hops: Vec<_> = flow.hops.iter().collect();
             sort::sort_by_key(&mut hops, |h| {
@@ -135,15 +136,15 @@ impl FlowOrder {
                 (&mut publishers, first_publisher),
             ] {
                 for (name, i) in firsts {
-                    let e = map.entry(name.to_owned()).or_default();
+                    let e = map.entry(name).or_default();
                     e.0 += i as f64;
                     e.1 += 1.0;
                 }
             }
         }
-        let mean = |m: BTreeMap<String, (f64, f64)>| {
+        let mean = |m: BTreeMap<&str, (f64, f64)>| {
             m.into_iter()
-                .map(|(k, (sum, n))| (k, sum / n))
+                .map(|(k, (sum, n))| (k.to_owned(), sum / n))
                 .collect_tree()
         };
         Self {
@@ -188,13 +189,18 @@ pub fn without_idle(topology: &Topology) -> (Topology, usize) {
             .or_default()
             .push(name_of(&e.from));
     }
-    let hidden: BTreeSet<String> = bound_to
+    // Queue names (a set of `&str`, like the others here).
+    let hidden: BTreeSet<&str> = bound_to
         .iter()
         .filter(|(q, sources)| {
             !dead_letter_targets.contains(*q) && sources.iter().all(|x| !active.contains(x))
         })
-        .map(|(q, _)| format!("queue:{q}"))
+        .map(|(q, _)| *q)
         .collect_tree();
+    let is_hidden = |id: &str| {
+        id.strip_prefix("queue:")
+            .is_some_and(|q| hidden.contains(q))
+    };
     let mut kept = topology.clone();
     kept.edges.retain(|e| {
         let quiet_exchange = match e.kind.as_str() {
@@ -204,10 +210,9 @@ pub fn without_idle(topology: &Topology) -> (Topology, usize) {
             }
             _ => false,
         };
-        !quiet_exchange && !hidden.contains(&e.from) && !hidden.contains(&e.to)
+        !quiet_exchange && !is_hidden(&e.from) && !is_hidden(&e.to)
     });
-    kept.queues
-        .retain(|q| !hidden.contains(&format!("queue:{}", q.name)));
+    kept.queues.retain(|q| !hidden.contains(q.name.as_str()));
     (kept, hidden.len())
 }
 
@@ -226,11 +231,16 @@ pub fn layout(topology: &Topology, order: &FlowOrder) -> Layout {
         .map(|q| q.name.as_str())
         .chain(of_kind("dead_letter").map(|e| name_of(&e.to)))
         .collect_tree();
-    let vhost_of: BTreeMap<&str, &str> = topology
-        .queues
-        .iter()
-        .map(|q| (q.name.as_str(), q.vhost.as_str()))
-        .collect_tree();
+    // A queue's vhost (the last queue of that name, as a map would keep);
+    // a search rather than one more map type in the wasm.
+    let vhost_of = |name: &str| {
+        topology
+            .queues
+            .iter()
+            .rev()
+            .find(|q| q.name == name)
+            .map(|q| q.vhost.clone())
+    };
     // Consumers first: a queue no flow went through is ranked by them.
     let mut consumers_of: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
     for e in of_kind("consume") {
@@ -297,7 +307,7 @@ pub fn layout(topology: &Topology, order: &FlowOrder) -> Layout {
     let mut queue_y: BTreeMap<&str, f64> = BTreeMap::new();
     for (i, q) in queues.iter().enumerate() {
         queue_y.insert(q, row(i));
-        let vhost = vhost_of.get(q).map(|v| v.to_string());
+        let vhost = vhost_of(q);
         place(NodeKind::Queue, format!("queue:{q}"), vhost, row(i));
     }
 
@@ -333,7 +343,7 @@ pub fn layout(topology: &Topology, order: &FlowOrder) -> Layout {
         .map(|(d, y)| (d, if y == f64::MAX { last_row } else { y }))
         .collect();
     for (d, y) in spread(wanted) {
-        let vhost = vhost_of.get(d).map(|v| v.to_string());
+        let vhost = vhost_of(d);
         place(NodeKind::DeadLetterQueue, format!("queue:{d}"), vhost, y);
     }
 
@@ -346,14 +356,17 @@ pub fn layout(topology: &Topology, order: &FlowOrder) -> Layout {
     sort::sort_by(&mut publishers, |a, b| {
         rank(a).total_cmp(&rank(b)).then(a.cmp(b))
     });
-    let exchanges: BTreeSet<(&str, &str)> = of_kind("publish")
+    // Sorted and deduplicated, as a set would give them.
+    let mut exchanges: Vec<(&str, &str)> = of_kind("publish")
         .map(|e| (e.vhost.as_str(), name_of(&e.to)))
         .chain(
             of_kind("binding")
                 .filter(|e| !dlqs.contains(name_of(&e.to)))
                 .map(|e| (e.vhost.as_str(), name_of(&e.from))),
         )
-        .collect_tree();
+        .collect();
+    sort::sort(&mut exchanges);
+    exchanges.dedup();
     let middle = (row(queues.len().max(1) - 1) + MARGIN) / 2.0;
     let centred = |i: usize, n: usize| {
         (middle - (n as f64 - 1.0) * ROW_STEP / 2.0 + i as f64 * ROW_STEP).max(MARGIN)

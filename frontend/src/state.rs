@@ -211,15 +211,21 @@ impl FlowFilter {
     }
 }
 
-/// Flows per status.
+/// Flows per status, in the order of [`STATUSES`] (every status; an array
+/// rather than one more map type in the wasm).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct StatusCounts(pub BTreeMap<FlowStatus, usize>);
+pub struct StatusCounts(pub [usize; STATUSES.len()]);
 
 impl StatusCounts {
     /// Flows with `status`.
     pub fn of(&self, status: FlowStatus) -> usize {
-        self.0.get(&status).copied().unwrap_or(0)
+        status_index(status).map_or(0, |i| self.0[i])
     }
+}
+
+/// Where `status` is in [`STATUSES`].
+fn status_index(status: FlowStatus) -> Option<usize> {
+    STATUSES.iter().position(|s| *s == status)
 }
 
 impl DashboardState {
@@ -254,8 +260,13 @@ impl DashboardState {
     fn merge(&mut self, update: LiveUpdate) {
         self.num_updates += 1;
         if !update.removed_flows.is_empty() {
-            let removed: BTreeSet<&String> = update.removed_flows.iter().collect_tree();
-            self.flows.retain(|f| !removed.contains(&f.id));
+            // `&str` sets, like the rest of the UI's: one set type in the wasm.
+            let removed: BTreeSet<&str> = update
+                .removed_flows
+                .iter()
+                .map(String::as_str)
+                .collect_tree();
+            self.flows.retain(|f| !removed.contains(f.id.as_str()));
         }
         self.upsert_flows(update.flows);
         for queue in update.queues {
@@ -372,27 +383,33 @@ impl DashboardState {
 
     /// How many flows have each status.
     pub fn status_counts(&self) -> StatusCounts {
-        let mut counts = BTreeMap::new();
-        for flow in &self.flows {
-            *counts.entry(flow.status).or_insert(0) += 1;
+        let mut counts = StatusCounts::default();
+        for i in self.flows.iter().filter_map(|f| status_index(f.status)) {
+            counts.0[i] += 1;
         }
-        StatusCounts(counts)
+        counts
     }
 
     /// Every service seen in the flows, sorted.
     pub fn services(&self) -> Vec<String> {
-        let set: BTreeSet<&String> = self.flows.iter().flat_map(|f| &f.services).collect_tree();
-        set.into_iter().cloned().collect()
+        let set: BTreeSet<&str> = self
+            .flows
+            .iter()
+            .flat_map(|f| &f.services)
+            .map(String::as_str)
+            .collect_tree();
+        set.into_iter().map(str::to_owned).collect()
     }
 
     /// Every event type seen in the flows, sorted.
     pub fn event_types(&self) -> Vec<String> {
-        let set: BTreeSet<&String> = self
+        let set: BTreeSet<&str> = self
             .flows
             .iter()
             .flat_map(|f| &f.event_types)
+            .map(String::as_str)
             .collect_tree();
-        set.into_iter().cloned().collect()
+        set.into_iter().map(str::to_owned).collect()
     }
 
     /// Queues for the queue list: growing dead-letter queues first, then by

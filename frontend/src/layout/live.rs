@@ -6,13 +6,11 @@
 //! structure changes) and reads each edge's label and width from
 //! [`edge_styles`], keyed by [`source_key`], as live attributes.
 
-use std::collections::BTreeMap;
-
 use flowscope_model::QueueState;
 
 use super::{edge_label, edge_width};
 use crate::api::{Topology, TopologyEdge};
-use crate::sort::CollectTree;
+use crate::sort;
 
 /// What [`super::layout`] needs of `topology`: names, kinds, vhosts and
 /// routing keys, without the counts and rates that change on every refresh.
@@ -57,11 +55,25 @@ pub struct EdgeStyle {
     pub width: f64,
 }
 
-/// Every edge's current style, by [`source_key`].
-pub fn edge_styles(topology: &Topology) -> BTreeMap<String, EdgeStyle> {
-    topology
+/// Every edge's current style, by [`source_key`]: a list sorted by key
+/// (searched by [`EdgeStyles::get`]) rather than one more map type in the wasm.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct EdgeStyles(Vec<(String, EdgeStyle)>);
+
+impl EdgeStyles {
+    /// The style of the edge with this [`source_key`].
+    pub fn get(&self, key: &str) -> Option<&EdgeStyle> {
+        let at = self.0.binary_search_by(|(k, _)| k.as_str().cmp(key)).ok()?;
+        Some(&self.0[at].1)
+    }
+}
+
+/// Every edge's current style (of edges with the same key, the last).
+pub fn edge_styles(topology: &Topology) -> EdgeStyles {
+    let mut styles: Vec<(String, EdgeStyle)> = topology
         .edges
         .iter()
+        .rev()
         .map(|e| {
             let style = EdgeStyle {
                 label: edge_label(e),
@@ -69,5 +81,9 @@ pub fn edge_styles(topology: &Topology) -> BTreeMap<String, EdgeStyle> {
             };
             (source_key(e), style)
         })
-        .collect_tree()
+        .collect();
+    // Stable: of equal keys the last edge (now first) stays.
+    sort::sort_by(&mut styles, |a, b| a.0.cmp(&b.0));
+    styles.dedup_by(|later, kept| later.0 == kept.0);
+    EdgeStyles(styles)
 }

@@ -234,10 +234,12 @@ fn counts_and_rates_change_the_style_but_not_the_structure() {
     let styles = edge_styles(&after);
     for (f, b) in full.edges.iter().zip(&bare.edges) {
         assert_eq!((&f.key, &f.path, &f.source), (&b.key, &b.path, &b.source));
-        let live = &styles[&f.source];
+        let live = styles.get(&f.source).unwrap();
         assert_eq!((&live.label, live.width), (&f.label, f.width));
     }
-    let consume = &styles["/|queue:payment.orders>service:payment>consume"];
+    let consume = styles
+        .get("/|queue:payment.orders>service:payment>consume")
+        .unwrap();
     assert_eq!(consume.width, 1.5 + 12.0 / 4.0);
     assert!(consume.label.contains("wait"), "{}", consume.label);
 }

@@ -2,7 +2,7 @@
 //! resolved ones, and the rules (`GET /api/alerts`, `GET /api/alerts/rules`).
 //! The live stream's alert changes trigger a refetch.
 
-use flowscope_model::{Alert, AlertRule};
+use flowscope_model::Alert;
 use leptos::prelude::*;
 use leptos_router::components::A;
 
@@ -27,18 +27,18 @@ pub fn AlertsPage() -> impl IntoView {
                 .unwrap_or(0)
         })
     });
-    let alerts = LocalResource::new(move || {
+    let alerts = api::get_resource(move || {
         version.track();
-        api::alerts()
+        api::ALERTS_PATH.to_owned()
     });
-    let rules = LocalResource::new(api::rules);
+    let rules = api::get_resource(|| api::RULES_PATH.to_owned());
     view! {
         <section>
             <div class="toolbar">
                 <h1>"Alerts"</h1>
                 <span class="muted">"pending → firing once the condition held for the rule's time → resolved"</span>
             </div>
-            {move || match alerts.get() {
+            {move || match api::read::<api::Alerts>(alerts) {
                 None => view! { <Loading/> }.into_any(),
                 Some(Err(e)) => view! { <ErrorBox message=e/> }.into_any(),
                 Some(Ok(a)) => {
@@ -62,7 +62,7 @@ pub fn AlertsPage() -> impl IntoView {
                 }
             }}
             <h2>"Rules"</h2>
-            {move || match rules.get() {
+            {move || match api::read::<api::Rules>(rules) {
                 None => view! { <Loading/> }.into_any(),
                 Some(Err(e)) => view! { <ErrorBox message=e/> }.into_any(),
                 Some(Ok(r)) => view! { <RulesTable rules=r.rules/> }.into_any(),
@@ -114,31 +114,117 @@ fn AlertView(alert: Alert) -> impl IntoView {
 }
 
 #[component]
-fn RulesTable(rules: Vec<AlertRule>) -> impl IntoView {
+fn RulesTable(rules: Vec<api::RuleFields>) -> impl IntoView {
     view! {
         <table>
             <thead><tr><th>"name"</th><th>"kind"</th><th>"condition"</th><th class="num">"for"</th><th>"severity"</th></tr></thead>
             <tbody>
                 {rules.into_iter().map(|r| {
-                    let mut condition = serde_json::to_value(&r.kind).unwrap_or_default();
-                    if let Some(map) = condition.as_object_mut() {
-                        map.remove("kind");
-                    }
-                    let condition = condition
-                        .as_object()
-                        .map(|m| m.iter().map(|(k, v)| format!("{k} = {v}")).collect::<Vec<_>>().join(", "))
-                        .unwrap_or_default();
+                    let RuleRow { name, kind, condition, for_secs, severity } = RuleRow::from_fields(&r);
                     view! {
                         <tr>
-                            <td>{r.name.clone()}</td>
-                            <td class="mono">{r.kind.as_str()}</td>
+                            <td>{name}</td>
+                            <td class="mono">{kind}</td>
                             <td class="mono">{condition}</td>
-                            <td class="num">{format!("{} s", r.for_secs)}</td>
-                            <td><span class=format!("badge severity-{}", r.severity.as_str())>{r.severity.as_str()}</span></td>
+                            <td class="num">{format!("{for_secs} s")}</td>
+                            <td><span class=format!("badge severity-{severity}")>{severity.clone()}</span></td>
                         </tr>
                     }
                 }).collect_view()}
             </tbody>
         </table>
+    }
+}
+
+/// What the rules table shows of one rule.
+#[derive(Debug, Clone, PartialEq)]
+struct RuleRow {
+    name: String,
+    kind: String,
+    /// The kind's own fields, `key = value`, by key.
+    condition: String,
+    for_secs: u64,
+    severity: String,
+}
+
+/// Fields of a rule that are not part of its condition.
+const RULE_FIELDS: [&str; 4] = ["name", "kind", "for_secs", "severity"];
+
+impl RuleRow {
+    /// From the rule's JSON object, with the model's defaults (`for_secs` 0,
+    /// severity `warning`).
+    fn from_fields(fields: &api::RuleFields) -> Self {
+        let text = |key: &str| fields.get(key).and_then(|v| v.as_str()).map(str::to_owned);
+        let condition = fields
+            .iter()
+            .filter(|(k, _)| !RULE_FIELDS.contains(&k.as_str()))
+            .map(|(k, v)| format!("{k} = {v}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        RuleRow {
+            name: text("name").unwrap_or_default(),
+            kind: text("kind").unwrap_or_default(),
+            condition,
+            for_secs: fields.get("for_secs").and_then(|v| v.as_u64()).unwrap_or(0),
+            severity: text("severity").unwrap_or_else(|| "warning".into()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use flowscope_model::{AlertRule, RuleKind, Severity};
+
+    use super::*;
+
+    fn row_of(rule: &AlertRule) -> RuleRow {
+        let text = serde_json::to_string(rule).unwrap();
+        RuleRow::from_fields(&crate::json::from_str(&text).unwrap())
+    }
+
+    #[test]
+    fn rule_row_shows_the_kind_fields_as_the_condition() {
+        let rule = AlertRule {
+            name: "slow-failures".into(),
+            kind: RuleKind::FailureRateAbove {
+                share: 0.25,
+                window_secs: 300,
+                min_flows: 20,
+            },
+            for_secs: 60,
+            severity: Severity::Critical,
+        };
+        assert_eq!(
+            row_of(&rule),
+            RuleRow {
+                name: "slow-failures".into(),
+                kind: "failure_rate_above".into(),
+                condition: "min_flows = 20, share = 0.25, window_secs = 300".into(),
+                for_secs: 60,
+                severity: "critical".into(),
+            }
+        );
+    }
+
+    #[test]
+    fn rule_row_leaves_out_an_absent_queue_and_keeps_a_string_quoted() {
+        let every = AlertRule {
+            name: "dlq".into(),
+            kind: RuleKind::DlqDepthAbove {
+                queue: None,
+                threshold: 1,
+            },
+            for_secs: 0,
+            severity: Severity::Warning,
+        };
+        assert_eq!(row_of(&every).condition, "threshold = 1");
+        let one = AlertRule {
+            kind: RuleKind::NoConsumers {
+                queue: "payment.orders".into(),
+            },
+            ..every
+        };
+        assert_eq!(row_of(&one).condition, r#"queue = "payment.orders""#);
+        assert_eq!(row_of(&one).severity, "warning");
     }
 }

@@ -34,25 +34,27 @@ pub fn FlowPage() -> impl IntoView {
         live.state
             .with(|s| s.flow(&id.get()).map(|f| (f.last_seen_unix_us, f.status)))
     });
-    let detail = LocalResource::new(move || {
-        let id = id.get();
+    let detail = api::get_resource(move || {
         version.track();
-        async move { api::flow(&id).await }
+        api::flow_path(&id.get())
     });
     view! {
         <section>
             <p><A href="/flows">"← all flows"</A></p>
-            {move || match detail.get() {
+            {move || match api::read::<FlowDetail>(detail) {
                 None => view! { <Loading/> }.into_any(),
                 Some(Err(e)) => view! { <ErrorBox message=e/> }.into_any(),
-                Some(Ok(detail)) => view! { <FlowView detail=detail/> }.into_any(),
+                Some(Ok(flow)) => {
+                    let json = crate::json::pretty(&api::body(detail).unwrap_or_default());
+                    view! { <FlowView detail=flow json=json/> }.into_any()
+                }
             }}
         </section>
     }
 }
 
 #[component]
-fn FlowView(detail: FlowDetail) -> impl IntoView {
+fn FlowView(detail: FlowDetail, json: String) -> impl IntoView {
     let s = detail.summary.clone();
     let bad = matches!(s.status, FlowStatus::Failed | FlowStatus::Stuck);
     let reason = s
@@ -82,7 +84,7 @@ fn FlowView(detail: FlowDetail) -> impl IntoView {
                 <StatusBadge status=s.status/>
                 <h1>{s.key.clone().unwrap_or_else(|| s.id.clone())}</h1>
                 <span class="spacer"></span>
-                <CopyJson detail=detail.clone()/>
+                <CopyJson id=detail.summary.id.clone() json=json/>
             </div>
             <p class="reason-line" class:bad=bad>{reason}</p>
             <div class="facts">
@@ -150,15 +152,15 @@ fn TraceLinks(trace_ids: Vec<String>) -> impl IntoView {
     }
 }
 
-/// Copies the flow as JSON to the clipboard; also offers it as a download.
+/// Copies the flow's JSON (`json`, laid out) to the clipboard; also offers
+/// it as a download.
 #[component]
-fn CopyJson(detail: FlowDetail) -> impl IntoView {
-    let json = serde_json::to_string_pretty(&detail).unwrap_or_default();
+fn CopyJson(id: String, json: String) -> impl IntoView {
     let href = format!(
         "data:application/json;charset=utf-8,{}",
         String::from(js_sys::encode_uri_component(&json))
     );
-    let file = format!("flow-{}.json", detail.summary.id);
+    let file = format!("flow-{id}.json");
     let copied = RwSignal::new(None::<&'static str>);
     let copy = move |_| {
         let promise = window().navigator().clipboard().write_text(&json);

@@ -2,7 +2,6 @@
 //! from `GET /api/topology` (refreshed every few seconds), laid out left to
 //! right; queue depths from the live stream. Clicking a node shows its details.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use flowscope_model::FlowStatus;
@@ -14,7 +13,7 @@ use super::pipeline_details::NodeDetails;
 use crate::api::{self, Topology};
 use crate::components::{ErrorBox, Loading};
 use crate::format;
-use crate::layout::{self, Edge, EdgeStyle, FlowOrder, Layout, NODE_H, NODE_W, Node, NodeKind};
+use crate::layout::{self, Edge, FlowOrder, Layout, NODE_H, NODE_W, Node, NodeKind};
 use crate::state::{QueueHealth, STATUSES};
 use crate::stream::use_live;
 
@@ -26,9 +25,9 @@ const SAMPLE_FLOWS: usize = 3;
 #[component]
 pub fn PipelinePage() -> impl IntoView {
     let refresh = RwSignal::new(0u32);
-    let topology = LocalResource::new(move || {
+    let topology = api::get_resource(move || {
         refresh.track();
-        api::topology()
+        api::TOPOLOGY_PATH.to_owned()
     });
     let interval =
         set_interval_with_handle(move || refresh.update(|n| *n += 1), TOPOLOGY_REFRESH).ok();
@@ -40,7 +39,7 @@ pub fn PipelinePage() -> impl IntoView {
     // Keep the last good topology across refreshes and failed calls.
     let last = RwSignal::new(None::<Topology>);
     let error = RwSignal::new(None::<String>);
-    Effect::new(move |_| match topology.get() {
+    Effect::new(move |_| match api::read::<Topology>(topology) {
         Some(Ok(t)) => {
             last.set(Some(t));
             error.set(None);
@@ -197,7 +196,7 @@ fn StatusCards() -> impl IntoView {
 #[component]
 fn Diagram(
     diagram: Memo<Option<Layout>>,
-    styles: Memo<BTreeMap<String, EdgeStyle>>,
+    styles: Memo<layout::EdgeStyles>,
     selected: RwSignal<Option<Node>>,
 ) -> impl IntoView {
     let size = move || diagram.with(|l| l.as_ref().map_or((1.0, 1.0), |l| (l.width, l.height)));
@@ -286,7 +285,7 @@ fn Diagram(
 
 /// One edge: its route is fixed, its label and width follow the live styles.
 #[component]
-fn EdgeView(edge: Edge, styles: Memo<BTreeMap<String, EdgeStyle>>) -> impl IntoView {
+fn EdgeView(edge: Edge, styles: Memo<layout::EdgeStyles>) -> impl IntoView {
     let source = edge.source;
     let style = Memo::new(move |_| styles.with(|m| m.get(&source).cloned()));
     let (label, width) = (edge.label, edge.width);

@@ -24,8 +24,9 @@ const ROW: f64 = 80.0;
 const MAX_VARIANTS: usize = 20;
 
 /// Each step's (column, row): the column is the longest path from a step
-/// nothing leads to (cycles cut), rows by count within a column.
-pub fn place_steps(map: &ProcessMap) -> BTreeMap<String, (usize, usize)> {
+/// nothing leads to (cycles cut), rows by count within a column. As `f64`s
+/// by `&str`: the map type the pipeline layout uses too (one type fewer).
+pub fn place_steps(map: &ProcessMap) -> BTreeMap<&str, (f64, f64)> {
     let mut column: BTreeMap<&str, usize> = map
         .steps
         .iter()
@@ -54,18 +55,25 @@ pub fn place_steps(map: &ProcessMap) -> BTreeMap<String, (usize, usize)> {
         .iter()
         .map(|s| (s.event_type.as_str(), s.count))
         .collect_tree();
-    let mut by_column: BTreeMap<usize, Vec<&str>> = BTreeMap::new();
-    for (step, col) in &column {
-        by_column.entry(*col).or_default().push(step);
-    }
+    // By column, then by count (most first), then by name: a sorted list
+    // rather than a map of columns (one map type fewer in the wasm).
+    let mut steps: Vec<(usize, &str)> = column.iter().map(|(s, c)| (*c, *s)).collect();
+    sort::sort_by_key(&mut steps, |&(col, s)| {
+        (
+            col,
+            std::cmp::Reverse(count.get(s).copied().unwrap_or(0)),
+            s,
+        )
+    });
     let mut placed = BTreeMap::new();
-    for (col, mut steps) in by_column {
-        sort::sort_by_key(&mut steps, |s| {
-            (std::cmp::Reverse(count.get(s).copied().unwrap_or(0)), *s)
-        });
-        for (row, step) in steps.into_iter().enumerate() {
-            placed.insert(step.to_owned(), (col, row));
-        }
+    let mut row = 0;
+    for (i, &(col, step)) in steps.iter().enumerate() {
+        row = if i > 0 && steps[i - 1].0 == col {
+            row + 1
+        } else {
+            0
+        };
+        placed.insert(step, (col as f64, row as f64));
     }
     placed
 }
@@ -79,9 +87,9 @@ pub fn ProcessPage() -> impl IntoView {
             handle.clear();
         }
     });
-    let map = LocalResource::new(move || {
+    let map = api::get_resource(move || {
         refresh.track();
-        api::process_map()
+        api::PROCESS_MAP_PATH.to_owned()
     });
     view! {
         <section>
@@ -89,7 +97,7 @@ pub fn ProcessPage() -> impl IntoView {
                 <h1>"Process map"</h1>
                 <span class="muted">"learned from the flows: which event follows which, how often, how fast"</span>
             </div>
-            {move || match map.get() {
+            {move || match api::read::<ProcessMap>(map) {
                 None => view! { <Loading/> }.into_any(),
                 Some(Err(e)) => view! { <ErrorBox message=e/> }.into_any(),
                 Some(Ok(m)) if m.steps.is_empty() => view! {
@@ -110,11 +118,11 @@ fn MapDiagram(map: ProcessMap) -> impl IntoView {
     let pos = |step: &str| {
         placed
             .get(step)
-            .map(|(c, r)| (20.0 + *c as f64 * COL, 20.0 + *r as f64 * ROW))
+            .map(|(c, r)| (20.0 + c * COL, 20.0 + r * ROW))
     };
-    let cols = placed.values().map(|p| p.0).max().unwrap_or(0) + 1;
-    let rows = placed.values().map(|p| p.1).max().unwrap_or(0) + 1;
-    let (width, height) = (40.0 + cols as f64 * COL, 40.0 + rows as f64 * ROW);
+    let cols = placed.values().map(|p| p.0).fold(0.0, f64::max) + 1.0;
+    let rows = placed.values().map(|p| p.1).fold(0.0, f64::max) + 1.0;
+    let (width, height) = (40.0 + cols * COL, 40.0 + rows * ROW);
     let edges = map
         .transitions
         .iter()
@@ -255,14 +263,14 @@ mod tests {
             ],
         );
         let placed = place_steps(&m);
-        assert_eq!(placed["OrderPlaced"], (0, 0));
+        assert_eq!(placed["OrderPlaced"], (0.0, 0.0));
         assert_eq!(
             placed["PaymentProcessed"],
-            (1, 0),
+            (1.0, 0.0),
             "the commoner branch on top"
         );
-        assert_eq!(placed["PaymentDeclined"], (1, 1));
-        assert_eq!(placed["OrderShipped"], (2, 0));
+        assert_eq!(placed["PaymentDeclined"], (1.0, 1.0));
+        assert_eq!(placed["OrderShipped"], (2.0, 0.0));
     }
 
     #[test]

@@ -8,7 +8,7 @@ use leptos::prelude::*;
 use leptos_router::components::A;
 use leptos_router::hooks::use_params_map;
 
-use crate::api::{self, DeadLetterGroup, HistoryPoint};
+use crate::api::{self, DeadLetterGroup, DeadLetters, HistoryPoint, QueueDetail};
 use crate::components::{ErrorBox, Loading};
 use crate::format;
 use crate::stream::use_live;
@@ -47,10 +47,9 @@ pub fn QueuePage() -> impl IntoView {
             handle.clear();
         }
     });
-    let detail = LocalResource::new(move || {
-        let (vhost, name, window) = (vhost.get(), name.get(), window.get());
+    let detail = api::get_resource(move || {
         refresh.track();
-        async move { api::queue(&vhost, &name, window).await }
+        api::queue_detail_path(&vhost.get(), &name.get(), window.get())
     });
     let entry = Memo::new(move |_| {
         live.state
@@ -58,7 +57,7 @@ pub fn QueuePage() -> impl IntoView {
     });
     let is_dlq = Memo::new(move |_| {
         entry.with(|e| e.as_ref().is_some_and(|q| q.is_dead_letter_queue))
-            || detail.with(|d| matches!(d, Some(Ok(d)) if d.queue.is_dead_letter_queue))
+            || matches!(api::read::<QueueDetail>(detail), Some(Ok(d)) if d.queue.is_dead_letter_queue)
     });
     view! {
         <section>
@@ -85,7 +84,7 @@ pub fn QueuePage() -> impl IntoView {
                         <button on:click=move |_| window.set(secs) aria-pressed=move || (window.get() == secs).to_string()>{label}</button>
                     }).collect_view()}
                 </div>
-                {move || match detail.get() {
+                {move || match api::read::<QueueDetail>(detail) {
                     None => view! { <Loading/> }.into_any(),
                     Some(Err(e)) => view! { <ErrorBox message=e/> }.into_any(),
                     Some(Ok(d)) => view! { <DepthChart points=d.history window_secs=d.window_secs/> }.into_any(),
@@ -169,10 +168,9 @@ fn DeadLetterPanel(
     name: Memo<String>,
     refresh: RwSignal<u32>,
 ) -> impl IntoView {
-    let letters = LocalResource::new(move || {
-        let (vhost, name) = (vhost.get(), name.get());
+    let letters = api::get_resource(move || {
         refresh.track();
-        async move { api::dead_letters(&vhost, &name).await }
+        api::dead_letters_path(&vhost.get(), &name.get())
     });
     let result = RwSignal::new(None::<Result<String, String>>);
     let confirm_purge = RwSignal::new(false);
@@ -223,7 +221,7 @@ fn DeadLetterPanel(
                 Ok(text) => view! { <p class="ok-box" role="status">{text}</p> }.into_any(),
                 Err(e) => view! { <ErrorBox message=e/> }.into_any(),
             })}
-            {move || match letters.get() {
+            {move || match api::read::<DeadLetters>(letters) {
                 None => view! { <Loading/> }.into_any(),
                 Some(Err(e)) => view! { <ErrorBox message=e/> }.into_any(),
                 Some(Ok(d)) if d.groups.is_empty() => view! {

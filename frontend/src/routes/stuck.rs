@@ -39,13 +39,14 @@ pub fn StuckPage() -> impl IntoView {
             handle.clear();
         }
     });
-    let stuck = LocalResource::new(move || {
+    let stuck = api::get_resource(move || {
         refresh.track();
-        api::stuck()
+        api::STUCK_PATH.to_owned()
     });
     // A refresh that brings the same groups changes nothing on the page; a
     // changed group redraws alone (groups keyed by place and reason).
-    let shown = Memo::new(move |_| stuck.get().map(|r| r.map(|s| top_groups(s.groups))));
+    let shown =
+        Memo::new(move |_| api::read(stuck).map(|r| r.map(|s: api::Stuck| top_groups(s.groups))));
     let error =
         Memo::new(move |_| shown.with(|s| s.as_ref().and_then(|r| r.as_ref().err().cloned())));
     let phase = Memo::new(move |_| {
