@@ -279,12 +279,16 @@ async fn an_unroutable_message_is_recognisable_and_a_full_pipeline_drops_and_cou
     exchange(&ch2, "burst", ExchangeKind::Fanout).await;
     // Same allowance as `wait_until_tapped`: on a busy machine the tap on a
     // fresh vhost can take longer than `WAIT` to turn tracing on and bind.
-    eventually(Duration::from_secs(30), "firehose drops to be counted", || async {
-        for _ in 0..20 {
-            publish(&ch2, "burst", "", b"x", BasicProperties::default()).await;
-        }
-        Ok((stuck.metrics.value("observations_dropped", "firehose") >= 10).then_some(()))
-    })
+    eventually(
+        Duration::from_secs(30),
+        "firehose drops to be counted",
+        || async {
+            for _ in 0..20 {
+                publish(&ch2, "burst", "", b"x", BasicProperties::default()).await;
+            }
+            Ok((stuck.metrics.value("observations_dropped", "firehose") >= 10).then_some(()))
+        },
+    )
     .await;
 }
 
