@@ -102,13 +102,26 @@ pub struct Layout {
 
 /// Where queues and publishing services come in the flows: the mean, over
 /// the flows given, of the index of the first hop through them (in time order).
+///
+/// Sorted by name, for a binary search: a `Vec` rather than one more map
+/// type in the wasm.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct FlowOrder {
-    pub queues: BTreeMap<String, f64>,
-    pub publishers: BTreeMap<String, f64>,
+    pub queues: Vec<(String, f64)>,
+    pub publishers: Vec<(String, f64)>,
 }
 
 impl FlowOrder {
+    /// The rank of the queue `name`, if a flow went through it.
+    pub fn queue(&self, name: &str) -> Option<f64> {
+        rank_of(&self.queues, name)
+    }
+
+    /// The rank of the publishing service `name`, if a flow came from it.
+    pub fn publisher(&self, name: &str) -> Option<f64> {
+        rank_of(&self.publishers, name)
+    }
+
     /// Learns the order from `flows` (the longest ones say the most).
     pub fn from_flows(flows: &[FlowDetail]) -> Self {
         // Keyed by `&str` like the layout's other maps: one map type fewer.
@@ -145,13 +158,19 @@ impl FlowOrder {
         let mean = |m: BTreeMap<&str, (f64, f64)>| {
             m.into_iter()
                 .map(|(k, (sum, n))| (k.to_owned(), sum / n))
-                .collect_tree()
+                .collect()
         };
         Self {
             queues: mean(queues),
             publishers: mean(publishers),
         }
     }
+}
+
+/// The rank under `name` in `ranks` (sorted by name).
+fn rank_of(ranks: &[(String, f64)], name: &str) -> Option<f64> {
+    let found = ranks.binary_search_by(|(n, _)| n.as_str().cmp(name));
+    found.ok().map(|i| ranks[i].1)
 }
 
 /// Exchanges that carried less than this share of the published messages
@@ -162,18 +181,20 @@ pub const QUIET_SHARE: f64 = 0.01;
 /// queues bound only to them and the services only publishing to them,
 /// and how many queues that hid. Unchanged while nothing was published.
 pub fn without_idle(topology: &Topology) -> (Topology, usize) {
-    let mut published: BTreeMap<&str, u64> = BTreeMap::new();
+    // Messages by exchange, as the first of a pair of `f64`s (exact below
+    // 2^53): the map type the flow order uses (one type fewer in the wasm).
+    let mut published: BTreeMap<&str, (f64, f64)> = BTreeMap::new();
     for e in topology.edges.iter().filter(|e| e.kind == "publish") {
-        *published.entry(name_of(&e.to)).or_default() += e.messages.unwrap_or(0);
+        published.entry(name_of(&e.to)).or_default().0 += e.messages.unwrap_or(0) as f64;
     }
-    let total: u64 = published.values().sum();
-    if total == 0 {
+    let total: f64 = published.values().map(|n| n.0).sum();
+    if total == 0.0 {
         return (topology.clone(), 0);
     }
-    let threshold = (total as f64 * QUIET_SHARE).max(1.0);
+    let threshold = (total * QUIET_SHARE).max(1.0);
     let active: BTreeSet<&str> = published
         .into_iter()
-        .filter(|(_, n)| *n as f64 >= threshold)
+        .filter(|(_, n)| n.0 >= threshold)
         .map(|(x, _)| x)
         .collect_tree();
     let dead_letter_targets: BTreeSet<&str> = topology
@@ -249,29 +270,24 @@ pub fn layout(topology: &Topology, order: &FlowOrder) -> Layout {
             .or_default()
             .push(name_of(&e.to));
     }
-    let first_queue_of: BTreeMap<&str, f64> = consumers_of
-        .iter()
-        .flat_map(|(q, cs)| cs.iter().map(move |c| (*c, *q)))
-        .filter_map(|(c, q)| order.queues.get(q).map(|r| (c, *r)))
-        .fold(BTreeMap::new(), |mut m, (c, r)| {
-            let e = m.entry(c).or_insert(f64::MAX);
-            *e = e.min(r);
-            m
-        });
+    // The best rank among a consumer's queues, if any has one: a search
+    // rather than one more map type in the wasm (graphs are small).
+    let first_queue_of = |consumer: &str| {
+        consumers_of
+            .iter()
+            .filter(|(_, cs)| cs.contains(&consumer))
+            .filter_map(|(q, _)| order.queue(q))
+            .reduce(f64::min)
+    };
     let queue_rank = |queue: &str| {
-        order.queues.get(queue).copied().unwrap_or_else(|| {
+        order.queue(queue).unwrap_or_else(|| {
             consumers_of
                 .get(queue)
-                .and_then(|cs| {
-                    cs.iter()
-                        .filter_map(|c| first_queue_of.get(c))
-                        .copied()
-                        .reduce(f64::min)
-                })
+                .and_then(|cs| cs.iter().filter_map(|c| first_queue_of(c)).reduce(f64::min))
                 .map_or(1e6, |r| r + 0.5)
         })
     };
-    let rank = |service: &str| order.publishers.get(service).copied().unwrap_or(1e6);
+    let rank = |service: &str| order.publisher(service).unwrap_or(1e6);
     let mut queues: Vec<&str> = topology
         .queues
         .iter()
@@ -304,9 +320,9 @@ pub fn layout(topology: &Topology, order: &FlowOrder) -> Layout {
         });
     };
     let row = |i: usize| MARGIN + i as f64 * ROW_STEP;
-    let mut queue_y: BTreeMap<&str, f64> = BTreeMap::new();
+    // A queue's row (none for a dead-letter queue): a search, like `vhost_of`.
+    let queue_y = |name: &str| queues.iter().position(|q| *q == name).map(row);
     for (i, q) in queues.iter().enumerate() {
-        queue_y.insert(q, row(i));
         let vhost = vhost_of(q);
         place(NodeKind::Queue, format!("queue:{q}"), vhost, row(i));
     }
@@ -314,7 +330,7 @@ pub fn layout(topology: &Topology, order: &FlowOrder) -> Layout {
     // Consumers beside the mean of their queues, overlaps pushed down.
     let mut consumer_y: BTreeMap<&str, (f64, f64)> = BTreeMap::new();
     for (queue, services) in &consumers_of {
-        let y = queue_y.get(queue).copied().unwrap_or(0.0);
+        let y = queue_y(queue).unwrap_or(0.0);
         for s in services {
             let e = consumer_y.entry(s).or_default();
             e.0 += y;
@@ -330,17 +346,16 @@ pub fn layout(topology: &Topology, order: &FlowOrder) -> Layout {
     }
 
     // Dead-letter queues beside their source queue.
-    let mut dlq_y: BTreeMap<&str, f64> = dlqs.iter().map(|d| (*d, f64::MAX)).collect_tree();
-    for e in of_kind("dead_letter") {
-        if let Some(y) = queue_y.get(name_of(&e.from)) {
-            let slot = dlq_y.entry(name_of(&e.to)).or_insert(f64::MAX);
-            *slot = slot.min(*y);
-        }
-    }
     let last_row = row(queues.len());
-    let wanted: Vec<(&str, f64)> = dlq_y
-        .into_iter()
-        .map(|(d, y)| (d, if y == f64::MAX { last_row } else { y }))
+    let wanted: Vec<(&str, f64)> = dlqs
+        .iter()
+        .map(|d| {
+            let y = of_kind("dead_letter")
+                .filter(|e| name_of(&e.to) == *d)
+                .filter_map(|e| queue_y(name_of(&e.from)))
+                .fold(f64::MAX, f64::min);
+            (*d, if y == f64::MAX { last_row } else { y })
+        })
         .collect();
     for (d, y) in spread(wanted) {
         let vhost = vhost_of(d);

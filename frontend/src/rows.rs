@@ -2,119 +2,79 @@
 //! the rows (and cells) that changed.
 //!
 //! A page computes the rows it shows from the [`crate::state::DashboardState`]
-//! on every update (cheap: a few dozen row view models). [`RowSet::apply`]
-//! (pure, tested natively) compares them with the rows shown and says which
-//! were added, changed or removed and whether the order moved; [`LiveRows`]
-//! turns that into signal writes: a changed row sets its own signal (its
-//! cells re-render, nothing else), and the key list — what a keyed `<For>`
+//! on every update (cheap: a few dozen row view models). [`plan`] (pure,
+//! tested natively) matches them with the rows shown by key and says which
+//! rows stay, which are new and whether the order moved; [`LiveRows`] turns
+//! that into signal writes: a changed row sets its own signal (its cells
+//! re-render, nothing else), and the key list — what a keyed `<For>`
 //! iterates — is written only when the visible order or membership changed.
 //! So a row keeps its DOM for as long as its key is shown.
+//!
+//! The matching works on indices through one comparison callback, so that it
+//! is compiled once, not once per row type (the wasm is smaller); only a thin
+//! typed shell is generic.
 
-use std::collections::HashMap;
-use std::hash::Hash;
+use std::cmp::Ordering;
 
 use leptos::prelude::*;
 
-/// What changed between the rows shown and the next ones.
+/// How the next rows relate to the rows shown (pure; no Leptos, no key type).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RowDiff<K> {
-    /// New keys, in display order.
-    pub added: Vec<K>,
-    /// Keys still shown whose value differs.
-    pub changed: Vec<K>,
-    /// Keys no longer shown.
-    pub removed: Vec<K>,
+pub struct Plan {
+    /// The rows to show, in display order: the index of the row among the
+    /// next rows, and the index of the row with the same key among the rows
+    /// shown (`None` for a new key). A repeated key keeps its first row.
+    pub kept: Vec<(usize, Option<usize>)>,
+    /// Positions in `kept`, in key order (for a binary search by key).
+    pub by_key: Vec<usize>,
     /// Whether the key list (membership or order) differs.
     pub order_changed: bool,
 }
 
-impl<K> RowDiff<K> {
-    /// Nothing to do.
-    pub fn is_empty(&self) -> bool {
-        self.added.is_empty()
-            && self.changed.is_empty()
-            && self.removed.is_empty()
-            && !self.order_changed
-    }
-}
-
-/// The rows shown: their order and their values (pure; no Leptos).
-#[derive(Debug, Clone)]
-pub struct RowSet<K, V> {
-    order: Vec<K>,
-    values: HashMap<K, V>,
-}
-
-impl<K, V> Default for RowSet<K, V> {
-    fn default() -> Self {
-        Self {
-            order: Vec::new(),
-            values: HashMap::new(),
+/// Matches `next` rows with `shown` rows (whose keys are unique). `cmp`
+/// compares the keys of two rows numbered in one sequence: `0..shown` are
+/// the rows shown, `shown..shown + next` the next rows.
+pub fn plan(shown: usize, next: usize, cmp: &dyn Fn(usize, usize) -> Ordering) -> Plan {
+    // Stable: within one key, the row shown comes first, then the next rows in order.
+    let all = crate::sort::sorted_indices(shown + next, cmp);
+    let mut source: Vec<Option<Option<usize>>> = vec![None; next];
+    let mut in_key_order = Vec::new();
+    for group in all.chunk_by(|&a, &b| cmp(a, b).is_eq()) {
+        let old = group.first().copied().filter(|&i| i < shown);
+        if let Some(&first) = group.iter().find(|&&i| i >= shown) {
+            source[first - shown] = Some(old);
+            in_key_order.push(first - shown);
         }
     }
-}
-
-impl<K: Clone + Eq + Hash, V: PartialEq> RowSet<K, V> {
-    /// Replaces the rows with `rows` (in display order; a repeated key keeps
-    /// its first row) and says what changed.
-    pub fn apply(&mut self, rows: Vec<(K, V)>) -> RowDiff<K> {
-        let mut next: HashMap<K, V> = HashMap::with_capacity(rows.len());
-        let mut order = Vec::with_capacity(rows.len());
-        let (mut added, mut changed) = (Vec::new(), Vec::new());
-        for (key, value) in rows {
-            if next.contains_key(&key) {
-                continue;
-            }
-            match self.values.get(&key) {
-                None => added.push(key.clone()),
-                Some(old) if *old != value => changed.push(key.clone()),
-                Some(_) => {}
-            }
-            order.push(key.clone());
-            next.insert(key, value);
-        }
-        let removed = self
-            .order
-            .iter()
-            .filter(|k| !next.contains_key(*k))
-            .cloned()
-            .collect();
-        let order_changed = order != self.order;
-        self.order = order;
-        self.values = next;
-        RowDiff {
-            added,
-            changed,
-            removed,
-            order_changed,
+    let mut position = vec![0; next];
+    let mut kept = Vec::new();
+    for (index, old) in source.into_iter().enumerate() {
+        if let Some(old) = old {
+            position[index] = kept.len();
+            kept.push((index, old));
         }
     }
-
-    /// The keys shown, in order.
-    pub fn order(&self) -> &[K] {
-        &self.order
-    }
-
-    /// The row shown under `key`.
-    pub fn get(&self, key: &K) -> Option<&V> {
-        self.values.get(key)
-    }
-
-    /// Rows shown.
-    pub fn len(&self) -> usize {
-        self.order.len()
-    }
-
-    /// Whether no row is shown.
-    pub fn is_empty(&self) -> bool {
-        self.order.is_empty()
+    let order_changed =
+        kept.len() != shown || kept.iter().enumerate().any(|(p, &(_, old))| old != Some(p));
+    Plan {
+        by_key: in_key_order.into_iter().map(|i| position[i]).collect(),
+        kept,
+        order_changed,
     }
 }
 
-/// The signals behind a [`LiveRows`].
+/// [`plan`] for typed keys: those shown, then those of the next rows.
+fn plan_keys<K: Ord, V>(shown: &[K], next: &[(K, V)]) -> Plan {
+    let at = |i: usize| shown.get(i).unwrap_or_else(|| &next[i - shown.len()].0);
+    plan(shown.len(), next.len(), &|a, b| at(a).cmp(at(b)))
+}
+
+/// The signals behind a [`LiveRows`], in display order.
 struct Store<K, V> {
-    set: RowSet<K, V>,
-    signals: HashMap<K, ArcRwSignal<V>>,
+    keys: Vec<K>,
+    signals: Vec<ArcRwSignal<V>>,
+    /// Positions in `keys`, in key order.
+    by_key: Vec<usize>,
 }
 
 /// Rows recomputed on every update, written to one signal per row (see the
@@ -141,8 +101,8 @@ impl<K: 'static, V: 'static> Copy for LiveRows<K, V> {}
 
 impl<K, V> LiveRows<K, V>
 where
-    K: Clone + Eq + Hash + Send + Sync + 'static,
-    V: Clone + PartialEq + Send + Sync + 'static,
+    K: Clone + Ord + Send + Sync + 'static,
+    V: PartialEq + Send + Sync + 'static,
 {
     /// Rows from `compute`, which is re-run (in an effect) whenever what it
     /// reads changes; the first rows are there at once.
@@ -150,8 +110,9 @@ where
         let rows = Self {
             keys: RwSignal::new(Vec::new()),
             store: StoredValue::new(Store {
-                set: RowSet::default(),
-                signals: HashMap::new(),
+                keys: Vec::new(),
+                signals: Vec::new(),
+                by_key: Vec::new(),
             }),
         };
         rows.sync(untrack(&compute));
@@ -168,7 +129,10 @@ where
     /// goes with the row's view); `None` for a key not shown.
     pub fn row(&self, key: &K) -> Option<RwSignal<V>> {
         self.store
-            .with_value(|s| s.signals.get(key).cloned())
+            .with_value(|s| {
+                let found = s.by_key.binary_search_by(|&p| s.keys[p].cmp(key));
+                found.ok().map(|i| s.signals[s.by_key[i]].clone())
+            })
             .map(RwSignal::from)
     }
 
@@ -176,28 +140,36 @@ where
     /// The writes happen after the store is released: a subscriber may read it.
     fn sync(&self, rows: Vec<(K, V)>) {
         let Some((writes, order)) = self.store.try_update_value(|store| {
-            let diff = store.set.apply(rows);
-            for key in &diff.removed {
-                store.signals.remove(key);
-            }
-            for key in &diff.added {
-                if let Some(value) = store.set.get(key) {
-                    store
-                        .signals
-                        .insert(key.clone(), ArcRwSignal::new(value.clone()));
+            let plan = plan_keys(&store.keys, &rows);
+            let old = std::mem::take(&mut store.signals);
+            let mut keys = Vec::with_capacity(plan.kept.len());
+            let mut writes = Vec::new();
+            // `kept` is in the order of `rows`: walk both together.
+            let mut kept = plan.kept.iter().peekable();
+            for (index, (key, value)) in rows.into_iter().enumerate() {
+                let Some(&&(at, shown)) = kept.peek() else {
+                    break;
+                };
+                if at != index {
+                    continue;
                 }
+                kept.next();
+                let signal = match shown {
+                    Some(i) => {
+                        let signal = old[i].clone();
+                        if signal.with_untracked(|v| *v != value) {
+                            writes.push((signal.clone(), value));
+                        }
+                        signal
+                    }
+                    None => ArcRwSignal::new(value),
+                };
+                store.signals.push(signal);
+                keys.push(key);
             }
-            let writes: Vec<(ArcRwSignal<V>, V)> = diff
-                .changed
-                .iter()
-                .filter_map(|key| {
-                    Some((store.signals.get(key)?.clone(), store.set.get(key)?.clone()))
-                })
-                .collect();
-            (
-                writes,
-                diff.order_changed.then(|| store.set.order().to_vec()),
-            )
+            store.keys = keys;
+            store.by_key = plan.by_key;
+            (writes, plan.order_changed.then(|| store.keys.clone()))
         }) else {
             return;
         };
@@ -214,77 +186,71 @@ where
 mod tests {
     use super::*;
 
-    fn rows(pairs: &[(&'static str, u32)]) -> Vec<(&'static str, u32)> {
-        pairs.to_vec()
+    /// The plan for rows keyed `next` after rows keyed `shown`.
+    fn plan_of(shown: &[&str], next: &[&str]) -> Plan {
+        let next: Vec<(&str, ())> = next.iter().map(|k| (*k, ())).collect();
+        plan_keys(shown, &next)
+    }
+
+    /// The kept rows as (key, was it shown).
+    fn kept<'a>(plan: &Plan, next: &[&'a str]) -> Vec<(&'a str, bool)> {
+        plan.kept
+            .iter()
+            .map(|&(i, old)| (next[i], old.is_some()))
+            .collect()
     }
 
     #[test]
-    fn first_rows_are_all_added() {
-        let mut set = RowSet::default();
-        let diff = set.apply(rows(&[("a", 1), ("b", 2)]));
-        assert_eq!(diff.added, ["a", "b"]);
-        assert!(diff.changed.is_empty() && diff.removed.is_empty());
-        assert!(diff.order_changed);
-        assert_eq!(set.order(), ["a", "b"]);
-        assert_eq!(set.get(&"b"), Some(&2));
+    fn first_rows_are_all_new() {
+        let plan = plan_of(&[], &["b", "a"]);
+        assert_eq!(kept(&plan, &["b", "a"]), [("b", false), ("a", false)]);
+        assert!(plan.order_changed);
+        assert_eq!(plan.by_key, [1, 0], "a sorts before b");
     }
 
     #[test]
-    fn the_same_rows_again_change_nothing() {
-        let mut set = RowSet::default();
-        set.apply(rows(&[("a", 1), ("b", 2)]));
-        let diff = set.apply(rows(&[("a", 1), ("b", 2)]));
-        assert!(diff.is_empty(), "{diff:?}");
+    fn the_same_rows_again_keep_the_order() {
+        let plan = plan_of(&["a", "b"], &["a", "b"]);
+        assert_eq!(plan.kept, [(0, Some(0)), (1, Some(1))]);
+        assert!(!plan.order_changed, "the keyed list must not be rewritten");
     }
 
     #[test]
-    fn a_changed_value_touches_only_its_row_and_not_the_order() {
-        let mut set = RowSet::default();
-        set.apply(rows(&[("a", 1), ("b", 2), ("c", 3)]));
-        let diff = set.apply(rows(&[("a", 1), ("b", 20), ("c", 3)]));
-        assert_eq!(diff.changed, ["b"]);
-        assert!(diff.added.is_empty() && diff.removed.is_empty());
-        assert!(!diff.order_changed, "the keyed list must not be rewritten");
-        assert_eq!(set.get(&"b"), Some(&20));
-    }
-
-    #[test]
-    fn a_move_changes_the_order_but_no_value() {
-        let mut set = RowSet::default();
-        set.apply(rows(&[("a", 1), ("b", 2)]));
-        let diff = set.apply(rows(&[("b", 2), ("a", 1)]));
-        assert!(diff.order_changed);
-        assert!(diff.added.is_empty() && diff.changed.is_empty() && diff.removed.is_empty());
-        assert_eq!(set.order(), ["b", "a"]);
+    fn a_move_changes_the_order() {
+        let plan = plan_of(&["a", "b"], &["b", "a"]);
+        assert_eq!(plan.kept, [(0, Some(1)), (1, Some(0))]);
+        assert!(plan.order_changed);
+        assert_eq!(plan.by_key, [1, 0]);
     }
 
     #[test]
     fn rows_come_and_go() {
-        let mut set = RowSet::default();
-        set.apply(rows(&[("a", 1), ("b", 2)]));
-        let diff = set.apply(rows(&[("c", 3), ("a", 1)]));
-        assert_eq!(diff.added, ["c"]);
-        assert_eq!(diff.removed, ["b"]);
-        assert!(diff.order_changed);
-        assert_eq!(set.len(), 2);
-        assert_eq!(set.get(&"b"), None);
+        let plan = plan_of(&["a", "b"], &["c", "a"]);
+        assert_eq!(plan.kept, [(0, None), (1, Some(0))]);
+        assert!(plan.order_changed);
+        assert_eq!(plan.by_key, [1, 0]);
     }
 
     #[test]
     fn a_repeated_key_keeps_its_first_row() {
-        let mut set = RowSet::default();
-        let diff = set.apply(rows(&[("a", 1), ("a", 2)]));
-        assert_eq!(diff.added, ["a"]);
-        assert_eq!(set.order(), ["a"]);
-        assert_eq!(set.get(&"a"), Some(&1));
+        let plan = plan_of(&[], &["a", "a"]);
+        assert_eq!(plan.kept, [(0, None)]);
+        assert_eq!(plan.by_key, [0]);
+        let plan = plan_of(&["a"], &["b", "a", "a"]);
+        assert_eq!(plan.kept, [(0, None), (1, Some(0))]);
     }
 
     #[test]
     fn emptying_removes_every_row() {
-        let mut set = RowSet::default();
-        set.apply(rows(&[("a", 1)]));
-        let diff = set.apply(Vec::new());
-        assert_eq!(diff.removed, ["a"]);
-        assert!(set.is_empty());
+        let plan = plan_of(&["a"], &[]);
+        assert!(plan.kept.is_empty() && plan.by_key.is_empty());
+        assert!(plan.order_changed);
+    }
+
+    #[test]
+    fn a_dropped_tail_changes_the_order() {
+        let plan = plan_of(&["a", "b"], &["a"]);
+        assert_eq!(plan.kept, [(0, Some(0))]);
+        assert!(plan.order_changed);
     }
 }

@@ -30,7 +30,7 @@ pub fn sort<T: Ord>(items: &mut [T]) {
 /// The indices `0..len` in the order `compare` puts them (stable): the only
 /// instance of the standard sort in the bundle.
 #[inline(never)]
-fn sorted_indices(len: usize, compare: &dyn Fn(usize, usize) -> Ordering) -> Vec<usize> {
+pub(crate) fn sorted_indices(len: usize, compare: &dyn Fn(usize, usize) -> Ordering) -> Vec<usize> {
     let mut order: Vec<usize> = (0..len).collect();
     order.sort_by(|a, b| compare(*a, *b));
     order

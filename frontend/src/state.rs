@@ -311,22 +311,25 @@ impl DashboardState {
         }
     }
 
+    /// Replaces the flows already held and appends the new ones (in the
+    /// order they first come; the last copy of a flow wins), then sorts.
     fn upsert_bulk(&mut self, flows: Vec<FlowSummary>) {
-        let mut index: BTreeMap<String, usize> = self
-            .flows
+        let mut all = std::mem::take(&mut self.flows);
+        all.extend(flows);
+        // Where each flow goes: the first position of its id. Keyed by `&str`
+        // like the layout's maps (one map type fewer in the wasm).
+        let mut first: BTreeMap<&str, usize> = BTreeMap::new();
+        let target: Vec<usize> = all
             .iter()
             .enumerate()
-            .map(|(i, f)| (f.id.clone(), i))
-            .collect_tree();
-        for flow in flows {
-            match index.get(&flow.id) {
-                Some(&i) => self.flows[i] = flow,
-                None => {
-                    index.insert(flow.id.clone(), self.flows.len());
-                    self.flows.push(flow);
-                }
-            }
+            .map(|(i, f)| *first.entry(f.id.as_str()).or_insert(i))
+            .collect();
+        let mut slots: Vec<Option<FlowSummary>> = Vec::new();
+        slots.resize_with(all.len(), || None);
+        for (flow, at) in all.into_iter().zip(target) {
+            slots[at] = Some(flow);
         }
+        self.flows = slots.into_iter().flatten().collect();
         sort::sort_by_key(&mut self.flows, |f| std::cmp::Reverse(f.started_unix_us));
     }
 

@@ -87,11 +87,11 @@ fn the_flow_order_comes_from_the_hops_in_time_order() {
         ..Default::default()
     };
     let order = FlowOrder::from_flows(&[flow.clone(), flow]);
-    assert_eq!(order.queues["payment.orders"], 0.0);
-    assert_eq!(order.queues["shipping.orders"], 1.0);
-    assert_eq!(order.queues["order.outcomes"], 2.0);
-    assert_eq!(order.publishers["order"], 0.0);
-    assert_eq!(order.publishers["shipping"], 2.0);
+    assert_eq!(order.queue("payment.orders"), Some(0.0));
+    assert_eq!(order.queue("shipping.orders"), Some(1.0));
+    assert_eq!(order.queue("order.outcomes"), Some(2.0));
+    assert_eq!(order.publisher("order"), Some(0.0));
+    assert_eq!(order.publisher("shipping"), Some(2.0));
 }
 
 #[test]

@@ -50,20 +50,20 @@ pub fn place_steps(map: &ProcessMap) -> BTreeMap<&str, (f64, f64)> {
             break;
         }
     }
-    let count: BTreeMap<&str, u64> = map
-        .steps
-        .iter()
-        .map(|s| (s.event_type.as_str(), s.count))
-        .collect_tree();
+    // A step's count (the last step of that name, as a map would keep):
+    // a search rather than one more map type in the wasm.
+    let count = |name: &str| {
+        map.steps
+            .iter()
+            .rev()
+            .find(|s| s.event_type == name)
+            .map_or(0, |s| s.count)
+    };
     // By column, then by count (most first), then by name: a sorted list
     // rather than a map of columns (one map type fewer in the wasm).
     let mut steps: Vec<(usize, &str)> = column.iter().map(|(s, c)| (*c, *s)).collect();
     sort::sort_by_key(&mut steps, |&(col, s)| {
-        (
-            col,
-            std::cmp::Reverse(count.get(s).copied().unwrap_or(0)),
-            s,
-        )
+        (col, std::cmp::Reverse(count(s)), s)
     });
     let mut placed = BTreeMap::new();
     let mut row = 0;
