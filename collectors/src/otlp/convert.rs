@@ -18,7 +18,7 @@ use opentelemetry_proto::tonic::trace::v1::{Span, span};
 use serde_json::Value;
 
 /// The service name OpenTelemetry prescribes when a resource has none.
-const UNKNOWN_SERVICE: &str = "unknown_service";
+pub(super) const UNKNOWN_SERVICE: &str = "unknown_service";
 
 /// Why a request's spans could not be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -103,7 +103,9 @@ fn span_from_otlp(
 
 /// The messaging attributes, looked up only when some attribute is
 /// `messaging.*` (every key they read starts so).
-fn messaging_attributes(attributes: &BTreeMap<String, Value>) -> Option<MessagingAttributes> {
+pub(super) fn messaging_attributes(
+    attributes: &BTreeMap<String, Value>,
+) -> Option<MessagingAttributes> {
     let prefix = "messaging.";
     attributes
         .range::<str, _>((Bound::Included(prefix), Bound::Unbounded))
@@ -161,7 +163,7 @@ fn id_to_hex(id: &[u8], len: usize, what: &str, span: &Span) -> Result<String, C
     Ok(hex(id))
 }
 
-fn hex(bytes: &[u8]) -> String {
+pub(super) fn hex(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut out = String::with_capacity(bytes.len() * 2);
     for b in bytes {
@@ -172,7 +174,7 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 /// Nanoseconds to microseconds; `u64::MAX / 1000` fits in an `i64`, so this never wraps.
-fn nanos_to_micros(nanos: u64) -> i64 {
+pub(super) fn nanos_to_micros(nanos: u64) -> i64 {
     (nanos / 1000) as i64
 }
 

@@ -12,6 +12,7 @@ use prost::Message as _;
 
 use super::convert::ConvertError;
 use super::http::WireFormat;
+use super::wire::WireError;
 use crate::pipeline::SendError;
 
 /// Seconds an HTTP client is told to wait before retrying a refused export.
@@ -54,6 +55,15 @@ pub enum OtlpError {
 impl From<ConvertError> for OtlpError {
     fn from(err: ConvertError) -> Self {
         OtlpError::InvalidSpan(err.to_string())
+    }
+}
+
+impl From<WireError> for OtlpError {
+    fn from(err: WireError) -> Self {
+        match err {
+            WireError::Malformed(_) => OtlpError::Decode(err.to_string()),
+            WireError::Invalid(err) => err.into(),
+        }
     }
 }
 

@@ -24,9 +24,6 @@ use super::config::OtlpConfig;
 use super::error::{OtlpError, Result};
 use crate::pipeline::ObservationSender;
 
-/// Bodies larger than this are decoded on the blocking pool, off the async workers.
-const BLOCKING_DECODE_BYTES: usize = 256 * 1024;
-
 /// The two encodings OTLP/HTTP allows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum WireFormat {
@@ -105,10 +102,10 @@ async fn export_inner(state: &HttpState, format: WireFormat, request: Request) -
         return Err(OtlpError::TooLarge { limit });
     }
     let body = read_body(request.into_body(), limit).await?;
-    let heavy = body.len() > BLOCKING_DECODE_BYTES;
-    let observations = super::run_cpu_bound(heavy, move || {
-        let request = decode(format, &body)?;
-        super::convert(request)
+    let heavy = body.len() > super::BLOCKING_DECODE_BYTES;
+    let observations = super::run_cpu_bound(heavy, move || match format {
+        WireFormat::Protobuf => super::read(&body),
+        WireFormat::Json => super::convert(decode_json(&body)?),
     })
     .await?;
     let num_spans = observations.len();
@@ -142,13 +139,9 @@ async fn read_body(body: Body, limit: usize) -> Result<Vec<u8>> {
     Ok(bytes)
 }
 
-fn decode(format: WireFormat, body: &[u8]) -> Result<ExportTraceServiceRequest> {
-    match format {
-        WireFormat::Protobuf => ExportTraceServiceRequest::decode(body)
-            .map_err(|err| OtlpError::Decode(format!("invalid protobuf ({err})"))),
-        WireFormat::Json => serde_json::from_slice(body)
-            .map_err(|err| OtlpError::Decode(format!("invalid OTLP/JSON ({err})"))),
-    }
+fn decode_json(body: &[u8]) -> Result<ExportTraceServiceRequest> {
+    serde_json::from_slice(body)
+        .map_err(|err| OtlpError::Decode(format!("invalid OTLP/JSON ({err})")))
 }
 
 /// 200 with an empty `ExportTraceServiceResponse` in the request's format.

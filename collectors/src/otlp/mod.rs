@@ -8,9 +8,10 @@
 //! | piece | job |
 //! |---|---|
 //! | [`config`] | [`OtlpConfig`]: addresses and the request size limit |
-//! | [`grpc`] | OTLP/gRPC on :4317, the generated `TraceService`, gzip both ways |
+//! | [`grpc`] | OTLP/gRPC on :4317, `TraceService/Export` served over raw bytes, gzip both ways |
 //! | [`http`] | OTLP/HTTP on :4318, `POST /v1/traces`, protobuf or JSON, gzip accepted |
-//! | [`convert`] | [`spans_from_otlp`]: an export request → `Observation::Span`s |
+//! | [`wire`] | [`spans_from_protobuf`]: an encoded export request → `Observation::Span`s, read straight from the bytes |
+//! | [`convert`] | [`spans_from_otlp`]: a decoded export request (OTLP/JSON) → `Observation::Span`s |
 //! | [`error`] | [`OtlpError`] and its one mapping to each transport |
 //!
 //! Each export is all or nothing: it is converted whole, then handed to the
@@ -24,6 +25,9 @@ pub mod convert;
 pub mod error;
 pub mod grpc;
 pub mod http;
+pub mod wire;
+#[cfg(test)]
+mod wire_tests;
 
 use std::io;
 use std::net::SocketAddr;
@@ -37,11 +41,12 @@ use tonic::transport::server::TcpIncoming;
 pub use config::OtlpConfig;
 pub use convert::{ConvertError, spans_from_otlp};
 pub use error::{OtlpError, Result};
+pub use wire::{WireError, spans_from_protobuf};
 
 use crate::pipeline::ObservationSender;
 
-/// Requests with more spans than this are converted on the blocking pool.
-const BLOCKING_CONVERT_SPANS: usize = 1024;
+/// Requests larger than this are read on the blocking pool (~0.5 ms of work).
+const BLOCKING_DECODE_BYTES: usize = 256 * 1024;
 
 /// Serves OTLP over gRPC and HTTP into one observation sender (source `otlp`).
 #[derive(Debug)]
@@ -113,19 +118,17 @@ async fn bind_one(transport: &str, key: &str, addr: SocketAddr) -> io::Result<Tc
     })
 }
 
-/// Converts a request, stamping it with the time it was received.
+/// Converts a decoded (OTLP/JSON) request, stamping it with the time it was received.
 fn convert(request: ExportTraceServiceRequest) -> Result<Vec<Observation>> {
     Ok(spans_from_otlp(request, flowscope_model::now_unix_us())?)
 }
 
-/// How many spans a request holds.
-fn num_spans(request: &ExportTraceServiceRequest) -> usize {
-    request
-        .resource_spans
-        .iter()
-        .flat_map(|r| &r.scope_spans)
-        .map(|s| s.spans.len())
-        .sum()
+/// Reads an encoded (protobuf) request, stamping it with the time it was received.
+fn read(request: &[u8]) -> Result<Vec<Observation>> {
+    Ok(spans_from_protobuf(
+        request,
+        flowscope_model::now_unix_us(),
+    )?)
 }
 
 /// Runs `work` inline, or on the blocking pool when it is `heavy`, so that a
