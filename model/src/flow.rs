@@ -6,6 +6,8 @@
 //! publish, deliver and processed times. Its **status** says where it is and,
 //! when it went wrong, which hop and why.
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 
 use crate::{BrokerMessage, Death, SpanObservation};
@@ -138,7 +140,9 @@ pub struct FlowDetail {
     pub hops: Vec<Hop>,
     /// Each message once (its publish as the broker saw it, else a delivery or a dead letter).
     pub messages: Vec<BrokerMessage>,
-    pub spans: Vec<SpanObservation>,
+    /// Shared with the live flow they come from (a flow's detail is taken
+    /// for every change, so its spans are not copied).
+    pub spans: Vec<Arc<SpanObservation>>,
 }
 
 /// The learned process map: which event types follow which.

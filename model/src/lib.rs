@@ -20,6 +20,7 @@
 //! plain JSON values.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -52,8 +53,9 @@ pub enum Observation {
     Deliver(BrokerMessage),
     /// A message found waiting in a dead-letter queue (inspected, not consumed).
     DeadLetter(BrokerMessage),
-    /// A span exported by a service over OTLP.
-    Span(Box<SpanObservation>),
+    /// A span exported by a service over OTLP. Shared, not copied, by the
+    /// correlator's flow and the store's batch.
+    Span(Arc<SpanObservation>),
     /// A queue's depth at one moment.
     QueueSample(QueueSample),
     /// The broker's topology of one vhost.

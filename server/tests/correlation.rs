@@ -1,6 +1,8 @@
 //! Golden correlation cases: observations in, flows out, compared on what a
 //! user sees (status, reason, hops) and not on timestamps or generated ids.
 
+use std::sync::Arc;
+
 use flowscope_model::{
     Body, BrokerMessage, Death, FlowDetail, MessageProperties, MessagingAttributes, Observation,
     SpanKind, SpanLink, SpanObservation, SpanStatus, TraceContext,
@@ -82,7 +84,7 @@ fn span(
     at: i64,
     error: bool,
 ) -> Observation {
-    Observation::Span(Box::new(SpanObservation {
+    Observation::Span(Arc::new(SpanObservation {
         service: service.into(),
         trace_id: trace.into(),
         span_id: id.into(),
@@ -271,6 +273,7 @@ fn span_links_join_flows_as_parent_child_does() {
         false,
     );
     if let Observation::Span(s) = &mut consumer {
+        let s = Arc::make_mut(s);
         s.messaging = None;
         s.links = vec![SpanLink {
             trace_id: TRACE.into(),
@@ -338,8 +341,8 @@ fn old_and_new_semantic_conventions_reach_the_same_message() {
             msg("legacy-1", "OrderPlaced", "order", "o-4", 0),
             &["payment.orders"],
         ),
-        Observation::Span(Box::new(old)),
-        Observation::Span(Box::new(new)),
+        Observation::Span(Arc::new(old)),
+        Observation::Span(Arc::new(new)),
     ];
     let (flows, _) = correlate(obs, SEC);
     assert_eq!(flows.len(), 1);

@@ -183,7 +183,7 @@ async fn retention_deletes_old_blocks_and_trims_the_one_across_the_cutoff(db: Te
     // A flow outliving its first observations keeps its summary and the rest.
     let mut long = order_flow(3, FlowStatus::Completed, "PaymentProcessed", old);
     long.messages[1].observed_unix_us = new;
-    long.spans[0].observed_unix_us = new;
+    std::sync::Arc::make_mut(&mut long.spans[0]).observed_unix_us = new;
     long.summary.last_seen_unix_us = new;
     write(&store, observations_of(&long), vec![long.clone()]).await;
     store.enforce_retention(now).await.unwrap();

@@ -2,6 +2,7 @@
 //! channel, so a test reads exactly what reaches the pipeline.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use flowscope_collectors::otlp::{self, OtlpConfig, OtlpReceiver};
@@ -65,7 +66,7 @@ impl TestReceiver {
         let mut spans = Vec::new();
         while spans.len() < n {
             match tokio::time::timeout(ARRIVAL, self.observations.recv()).await {
-                Ok(Some(Observation::Span(span))) => spans.push(*span),
+                Ok(Some(Observation::Span(span))) => spans.push(Arc::unwrap_or_clone(span)),
                 Ok(other) => panic!("expected a span, got {other:?}"),
                 Err(_) => panic!(
                     "only {} of {n} spans arrived within {ARRIVAL:?}: {spans:#?}",

@@ -14,6 +14,7 @@
 //! the keys it looks up instead of keeping them.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use flowscope_model::{
     Body, BrokerMessage, MessageProperties, MessagingAttributes, Observation, SpanKind,
@@ -185,7 +186,7 @@ pub fn step_events(seed: u64, i: u64, step: usize) -> [Observation; 3] {
     [
         Observation::Publish(publish),
         Observation::Deliver(deliver),
-        Observation::Span(Box::new(span)),
+        Observation::Span(Arc::new(span)),
     ]
 }
 

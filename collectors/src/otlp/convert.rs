@@ -6,6 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::ops::Bound;
+use std::sync::Arc;
 
 use base64::Engine as _;
 use flowscope_model::{
@@ -58,7 +59,7 @@ pub fn spans_from_otlp(
                 observation.service.clone_from(&service);
                 observation.scope.clone_from(&scope);
                 observation.resource.clone_from(&resource);
-                observations.push(Observation::Span(observation));
+                observations.push(Observation::Span(Arc::new(observation)));
             }
         }
     }
@@ -66,11 +67,7 @@ pub fn spans_from_otlp(
 }
 
 /// One span, without its resource and scope (the caller fills them in).
-/// Boxed where it is built: a span is large, and it is moved several times.
-fn span_from_otlp(
-    mut span: Span,
-    observed_unix_us: i64,
-) -> Result<Box<SpanObservation>, ConvertError> {
+fn span_from_otlp(mut span: Span, observed_unix_us: i64) -> Result<SpanObservation, ConvertError> {
     let trace_id = id_to_hex(&span.trace_id, 16, "trace id", &span)?;
     let span_id = id_to_hex(&span.span_id, 8, "span id", &span)?;
     let parent_span_id = if span.parent_span_id.iter().all(|b| *b == 0) {
@@ -83,7 +80,7 @@ fn span_from_otlp(
         .map(|link| link_from_otlp(link, &span))
         .collect::<Result<Vec<_>, _>>()?;
     let attributes = attributes_to_json(span.attributes);
-    Ok(Box::new(SpanObservation {
+    Ok(SpanObservation {
         observed_unix_us,
         trace_id,
         span_id,
@@ -98,7 +95,7 @@ fn span_from_otlp(
         links,
         name: span.name,
         ..SpanObservation::default()
-    }))
+    })
 }
 
 /// The messaging attributes, looked up only when some attribute is

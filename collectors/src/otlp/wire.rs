@@ -13,6 +13,7 @@
 //! wins (messages merge), as protobuf prescribes.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use base64::Engine as _;
 use flowscope_model::{Observation, SpanEvent, SpanKind, SpanLink, SpanObservation, SpanStatus};
@@ -123,7 +124,7 @@ fn read_scope_spans(bytes: &[u8], context: &SpanContext, out: &mut Vec<Observati
         observation.service.clone_from(&context.service);
         observation.resource.clone_from(&context.resource);
         observation.scope.clone_from(&scope);
-        out.push(Observation::Span(observation));
+        out.push(Observation::Span(Arc::new(observation)));
     }
     Ok(())
 }
@@ -159,7 +160,7 @@ struct RawSpan<'a> {
     status: Option<SpanStatus>,
 }
 
-fn read_span(bytes: &[u8], observed_unix_us: i64) -> Result<Box<SpanObservation>> {
+fn read_span(bytes: &[u8], observed_unix_us: i64) -> Result<SpanObservation> {
     let mut raw = RawSpan::default();
     let mut reader = Reader::new(bytes);
     while let Some(field) = reader.field()? {
@@ -188,7 +189,7 @@ fn read_span(bytes: &[u8], observed_unix_us: i64) -> Result<Box<SpanObservation>
 }
 
 /// Checks the ids (the error names the span) and builds the observation.
-fn finish_span(raw: RawSpan<'_>, observed_unix_us: i64) -> Result<Box<SpanObservation>> {
+fn finish_span(raw: RawSpan<'_>, observed_unix_us: i64) -> Result<SpanObservation> {
     let invalid = |id: &[u8], len: usize, what: &str| -> Result<String> {
         if id.len() != len || id.iter().all(|b| *b == 0) {
             return Err(ConvertError::InvalidId(format!(
@@ -220,7 +221,7 @@ fn finish_span(raw: RawSpan<'_>, observed_unix_us: i64) -> Result<Box<SpanObserv
         code: "unset".into(),
         message: String::new(),
     });
-    Ok(Box::new(SpanObservation {
+    Ok(SpanObservation {
         observed_unix_us,
         trace_id,
         span_id,
@@ -235,7 +236,7 @@ fn finish_span(raw: RawSpan<'_>, observed_unix_us: i64) -> Result<Box<SpanObserv
         links,
         name: raw.name.to_owned(),
         ..SpanObservation::default()
-    }))
+    })
 }
 
 fn read_event(bytes: &[u8]) -> Result<SpanEvent> {

@@ -70,7 +70,7 @@ fn FlowView(detail: FlowDetail, json: String) -> impl IntoView {
             _ => String::new(),
         });
     let end = s.ended_unix_us.unwrap_or(s.last_seen_unix_us);
-    let errors: Vec<SpanObservation> = detail
+    let errors: Vec<std::sync::Arc<SpanObservation>> = detail
         .spans
         .iter()
         .filter(|sp| sp.status.is_error())
@@ -181,7 +181,7 @@ fn CopyJson(id: String, json: String) -> impl IntoView {
 }
 
 #[component]
-fn SpanError(span: SpanObservation) -> impl IntoView {
+fn SpanError(span: std::sync::Arc<SpanObservation>) -> impl IntoView {
     let exceptions: Vec<String> = span
         .events
         .iter()

@@ -370,7 +370,7 @@ mod tests {
     fn the_waterfall_splits_wait_from_processing_on_one_axis() {
         let detail = FlowDetail {
             hops: vec![hop("OrderPlaced", "order", Some("payment"), 1_000)],
-            spans: vec![SpanObservation {
+            spans: vec![std::sync::Arc::new(SpanObservation {
                 service: "payment".into(),
                 name: "process".into(),
                 start_unix_us: 500,
@@ -380,7 +380,7 @@ mod tests {
                     message: String::new(),
                 },
                 ..Default::default()
-            }],
+            })],
             ..Default::default()
         };
         let (rows, t0, t1) = waterfall_rows(&detail);

@@ -1,6 +1,7 @@
 //! One flow's observations, as the correlator keeps them.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use flowscope_model::{
     BrokerMessage, FlowDetail, FlowReason, FlowStatus, FlowSummary, Hop, SpanObservation,
@@ -52,8 +53,8 @@ pub struct FlowState {
     pub id: String,
     pub key: Option<String>,
     pub messages: BTreeMap<String, MessageRecord>,
-    /// Boxed as they arrive: a span is large, and moving the box is cheap.
-    pub spans: Vec<Box<SpanObservation>>,
+    /// Shared with the observation that brought them (and the store's batch).
+    pub spans: Vec<Arc<SpanObservation>>,
     pub idents: Vec<Ident>,
     pub first_unix_us: i64,
     pub last_unix_us: i64,
@@ -171,7 +172,7 @@ impl FlowState {
 
     /// Everything, around a summary already made from these hops.
     pub fn detail_with(&self, summary: FlowSummary, hops: Vec<Hop>) -> FlowDetail {
-        let mut spans: Vec<SpanObservation> = self.spans.iter().map(|s| (**s).clone()).collect();
+        let mut spans = self.spans.clone();
         spans.sort_by_key(|s| s.start_unix_us);
         FlowDetail {
             summary,

@@ -20,7 +20,9 @@ pub mod process_map;
 pub mod propagation;
 pub mod status;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
+
+use foldhash::HashMap;
 
 use flowscope_model::{FlowDetail, FlowSummary, Hop, Observation, ProcessMap};
 
@@ -75,9 +77,9 @@ impl Correlator {
         Ok(Self {
             config,
             rules,
-            flows: HashMap::new(),
-            summaries: HashMap::new(),
-            index: HashMap::new(),
+            flows: HashMap::default(),
+            summaries: HashMap::default(),
+            index: HashMap::default(),
             learner: ProcessMapLearner::default(),
             changed: BTreeSet::new(),
             removed: Vec::new(),

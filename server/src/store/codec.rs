@@ -247,10 +247,7 @@ fn flow_row(flow: FlowDetail) -> Result<FlowRow> {
         ));
     }
     for span in flow.spans {
-        items.push((
-            blocks::span_identity(&span),
-            ItemValue::Span(Box::new(span)),
-        ));
+        items.push((blocks::span_identity(&span), ItemValue::Span(span)));
     }
     Ok(FlowRow {
         id: s.id.clone(),

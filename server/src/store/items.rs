@@ -17,6 +17,7 @@
 //! ```
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use flowscope_model::{BrokerMessage, SpanObservation};
 use serde::{Deserialize, Serialize};
@@ -35,7 +36,7 @@ const INLINE: u8 = 1;
 #[serde(rename_all = "snake_case")]
 pub(super) enum ItemValue {
     Message(Box<BrokerMessage>),
-    Span(Box<SpanObservation>),
+    Span(Arc<SpanObservation>),
 }
 
 /// Where an observation is: `(block id, line)`.

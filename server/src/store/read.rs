@@ -36,7 +36,7 @@ pub(super) fn assemble_flow(
         };
         match value {
             Some(ItemValue::Message(m)) => flow.messages.push(*m),
-            Some(ItemValue::Span(s)) => flow.spans.push(*s),
+            Some(ItemValue::Span(s)) => flow.spans.push(s),
             None => {}
         }
     }

@@ -6,6 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use flowscope_model::{
     Body, BrokerMessage, FlowDetail, FlowReason, FlowStatus, FlowSummary, Hop, MessageProperties,
@@ -289,7 +290,12 @@ pub fn order_flow(n: u32, status: FlowStatus, second: &str, started: i64) -> Flo
             num_spans: 1,
             num_hops: 2,
         },
-        spans: vec![span(n, "payment-service", started + 1_000, failed)],
+        spans: vec![Arc::new(span(
+            n,
+            "payment-service",
+            started + 1_000,
+            failed,
+        ))],
         hops,
         messages,
     }
@@ -344,12 +350,7 @@ pub fn observations_of(flow: &FlowDetail) -> Vec<Observation> {
     delivered.routed_queues = None;
     delivered.redelivered = Some(false);
     out.push(Observation::Deliver(delivered));
-    out.extend(
-        flow.spans
-            .iter()
-            .cloned()
-            .map(|s| Observation::Span(Box::new(s))),
-    );
+    out.extend(flow.spans.iter().cloned().map(|s| Observation::Span(s)));
     out
 }
 
