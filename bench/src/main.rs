@@ -42,6 +42,9 @@ enum Bench {
     /// OTLP ingest against rotel: CPU per span and RSS at a steady rate, and the
     /// highest lossless rate (ramp), gRPC and HTTP, two payloads.
     Otlp(otlp::OtlpArgs),
+    /// Where one span's CPU goes inside flowscope (read, correlate, judge,
+    /// tick), measured in-process, per payload.
+    OtlpStages(otlp::stages::StagesArgs),
     /// flowscope's store (SQLite, PostgreSQL): write rate, bytes per event against a
     /// naive JSON schema, lookup latency by order key and trace id, cold and warm.
     Storage(storage::StorageArgs),
@@ -58,6 +61,7 @@ fn main() -> anyhow::Result<()> {
         }
         Bench::Alert(args) => rabbit::block_on(alert::run(args, &rabbit::repo_root())),
         Bench::Otlp(args) => rabbit::block_on(otlp::run(args, cli.repeats)),
+        Bench::OtlpStages(args) => otlp::stages::run(args),
         Bench::Storage(args) => rabbit::block_on(storage::run(args)),
     }
 }

@@ -20,6 +20,7 @@ pub mod generator;
 pub mod payload;
 mod ramp;
 pub mod receiver;
+pub mod stages;
 
 use std::path::PathBuf;
 use std::sync::Arc;
