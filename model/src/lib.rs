@@ -26,12 +26,15 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 mod alert;
+mod attributes;
 mod flow;
 mod live;
+pub mod protobuf;
 mod span;
 mod topology;
 
 pub use alert::{Alert, AlertEvidence, AlertRule, AlertState, RuleKind, Severity};
+pub use attributes::Attributes;
 pub use flow::{
     FlowDetail, FlowReason, FlowStatus, FlowSummary, Hop, ProcessMap, ProcessStep,
     ProcessTransition, ProcessVariant,

@@ -5,6 +5,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::Attributes;
+
 /// A span a service exported.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct SpanObservation {
@@ -25,8 +27,8 @@ pub struct SpanObservation {
     pub start_unix_us: i64,
     pub end_unix_us: i64,
     pub status: SpanStatus,
-    #[serde(skip_serializing_if = "BTreeMap::is_empty", default)]
-    pub attributes: BTreeMap<String, Value>,
+    #[serde(skip_serializing_if = "Attributes::is_empty", default)]
+    pub attributes: Attributes,
     /// Resource attributes besides `service.name`.
     #[serde(skip_serializing_if = "BTreeMap::is_empty", default)]
     pub resource: BTreeMap<String, Value>,
@@ -128,34 +130,63 @@ pub struct MessagingAttributes {
     pub queue: Option<String>,
 }
 
+/// Where each messaging attribute is read from, newest convention first.
+const MESSAGING_KEYS: [&[&str]; 7] = [
+    &["messaging.system"],
+    &["messaging.operation.type", "messaging.operation"],
+    &["messaging.destination.name", "messaging.destination"],
+    &["messaging.message.id", "messaging.message_id"],
+    &[
+        "messaging.message.conversation_id",
+        "messaging.conversation_id",
+    ],
+    &[
+        "messaging.rabbitmq.destination.routing_key",
+        "messaging.rabbitmq.routing_key",
+    ],
+    &[
+        "messaging.destination.subscription.name",
+        "messaging.consumer.group.name",
+        "messaging.rabbitmq.queue",
+    ],
+];
+
 impl MessagingAttributes {
-    /// Reads them from a span's attributes; `None` when the span has none.
-    pub fn from_attributes(attributes: &BTreeMap<String, Value>) -> Option<Self> {
-        let get = |keys: &[&str]| {
-            keys.iter().find_map(|k| match attributes.get(*k)? {
-                Value::String(s) => Some(s.clone()),
-                Value::Number(n) => Some(n.to_string()),
-                _ => None,
-            })
+    /// Reads them from a span's attributes (one pass over the keys, then
+    /// only the keys present are read); `None` when the span has none.
+    pub fn from_attributes(attributes: &Attributes) -> Option<Self> {
+        // Per field, which of its keys (by rank) are present.
+        let mut present = [0u8; 7];
+        for key in attributes.keys().filter(|k| k.starts_with("messaging.")) {
+            for (field, names) in MESSAGING_KEYS.iter().enumerate() {
+                if let Some(rank) = names.iter().position(|n| *n == key) {
+                    present[field] |= 1 << rank;
+                }
+            }
+        }
+        if present.iter().all(|p| *p == 0) {
+            return None;
+        }
+        // The first key present, by rank, whose value is text or a number.
+        let read = |field: usize| {
+            MESSAGING_KEYS[field]
+                .iter()
+                .enumerate()
+                .filter(|(rank, _)| present[field] & (1 << rank) != 0)
+                .find_map(|(_, key)| match attributes.get(key)? {
+                    Value::String(s) => Some(s),
+                    Value::Number(n) => Some(n.to_string()),
+                    _ => None,
+                })
         };
         let attrs = Self {
-            system: get(&["messaging.system"]),
-            operation: get(&["messaging.operation.type", "messaging.operation"]),
-            destination: get(&["messaging.destination.name", "messaging.destination"]),
-            message_id: get(&["messaging.message.id", "messaging.message_id"]),
-            conversation_id: get(&[
-                "messaging.message.conversation_id",
-                "messaging.conversation_id",
-            ]),
-            routing_key: get(&[
-                "messaging.rabbitmq.destination.routing_key",
-                "messaging.rabbitmq.routing_key",
-            ]),
-            queue: get(&[
-                "messaging.destination.subscription.name",
-                "messaging.consumer.group.name",
-                "messaging.rabbitmq.queue",
-            ]),
+            system: read(0),
+            operation: read(1),
+            destination: read(2),
+            message_id: read(3),
+            conversation_id: read(4),
+            routing_key: read(5),
+            queue: read(6),
         };
         (attrs != Self::default()).then_some(attrs)
     }
@@ -166,11 +197,8 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn attrs(pairs: &[(&str, Value)]) -> BTreeMap<String, Value> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.clone()))
-            .collect()
+    fn attrs(pairs: &[(&str, Value)]) -> Attributes {
+        pairs.iter().map(|(k, v)| (*k, v)).collect()
     }
 
     #[test]

@@ -315,7 +315,7 @@ fn old_and_new_semantic_conventions_reach_the_same_message() {
         a.insert("messaging.system".to_string(), json!("rabbitmq"));
         a.insert(key.to_string(), json!("legacy-1"));
         a.insert("messaging.destination".to_string(), json!("shop.events"));
-        a
+        flowscope_model::Attributes::from(a)
     };
     let old = SpanObservation {
         service: "payment".into(),

@@ -17,7 +17,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use flowscope_model::{
-    Body, BrokerMessage, MessageProperties, MessagingAttributes, Observation, SpanKind,
+    Attributes, Body, BrokerMessage, MessageProperties, MessagingAttributes, Observation, SpanKind,
     SpanObservation, SpanStatus, TraceContext,
 };
 use serde_json::{Value, json};
@@ -145,7 +145,7 @@ pub fn step_events(seed: u64, i: u64, step: usize) -> [Observation; 3] {
         service: Some(consumer.into()),
         ..publish.clone()
     };
-    let attributes: BTreeMap<String, Value> = [
+    let attributes: Attributes = [
         ("messaging.system", json!("rabbitmq")),
         ("messaging.destination.name", json!("shop.events")),
         ("messaging.operation", json!("process")),
@@ -156,8 +156,8 @@ pub fn step_events(seed: u64, i: u64, step: usize) -> [Observation; 3] {
         ("messaging.message.id", json!(message_id)),
         ("shop.order_id", json!(order)),
     ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v))
+    .iter()
+    .map(|(k, v)| (*k, v))
     .collect();
     let span = SpanObservation {
         observed_unix_us: delivered + 9_000,
@@ -293,6 +293,6 @@ mod tests {
         assert_eq!(d.queue.as_deref(), Some("shipping.q"));
         let Observation::Span(s) = span else { panic!() };
         assert_eq!(s.trace_id, trace);
-        assert_eq!(s.attributes["shop.order_id"], json!(order));
+        assert_eq!(s.attributes.get("shop.order_id"), Some(json!(order)));
     }
 }

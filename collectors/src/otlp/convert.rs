@@ -5,12 +5,12 @@
 //! across semantic-convention generations.
 
 use std::collections::BTreeMap;
-use std::ops::Bound;
 use std::sync::Arc;
 
 use base64::Engine as _;
 use flowscope_model::{
-    MessagingAttributes, Observation, SpanEvent, SpanKind, SpanLink, SpanObservation, SpanStatus,
+    Attributes, MessagingAttributes, Observation, SpanEvent, SpanKind, SpanLink, SpanObservation,
+    SpanStatus,
 };
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::any_value::Value as OtlpValue;
@@ -79,7 +79,7 @@ fn span_from_otlp(mut span: Span, observed_unix_us: i64) -> Result<SpanObservati
         .into_iter()
         .map(|link| link_from_otlp(link, &span))
         .collect::<Result<Vec<_>, _>>()?;
-    let attributes = attributes_to_json(span.attributes);
+    let attributes = Attributes::from(attributes_to_json(span.attributes));
     Ok(SpanObservation {
         observed_unix_us,
         trace_id,
@@ -98,18 +98,9 @@ fn span_from_otlp(mut span: Span, observed_unix_us: i64) -> Result<SpanObservati
     })
 }
 
-/// The messaging attributes, looked up only when some attribute is
-/// `messaging.*` (every key they read starts so).
-pub(super) fn messaging_attributes(
-    attributes: &BTreeMap<String, Value>,
-) -> Option<MessagingAttributes> {
-    let prefix = "messaging.";
-    attributes
-        .range::<str, _>((Bound::Included(prefix), Bound::Unbounded))
-        .next()
-        .is_some_and(|(key, _)| key.starts_with(prefix))
-        .then(|| MessagingAttributes::from_attributes(attributes))
-        .flatten()
+/// The messaging attributes, read from the old or the new conventions.
+pub(super) fn messaging_attributes(attributes: &Attributes) -> Option<MessagingAttributes> {
+    MessagingAttributes::from_attributes(attributes)
 }
 
 fn link_from_otlp(link: span::Link, span: &Span) -> Result<SpanLink, ConvertError> {
@@ -334,11 +325,11 @@ mod tests {
         );
         assert!(span.status.is_error());
         assert_eq!(span.status.message, "card declined");
-        assert_eq!(span.attributes["retries"], json!(2));
-        assert_eq!(span.attributes["ratio"], json!(0.5));
-        assert_eq!(span.attributes["raw"], json!("/wA="));
-        assert_eq!(span.attributes["tags"], json!(["a"]));
-        assert_eq!(span.attributes["order"], json!({"id": true}));
+        assert_eq!(span.attributes.get("retries").unwrap(), json!(2));
+        assert_eq!(span.attributes.get("ratio").unwrap(), json!(0.5));
+        assert_eq!(span.attributes.get("raw").unwrap(), json!("/wA="));
+        assert_eq!(span.attributes.get("tags").unwrap(), json!(["a"]));
+        assert_eq!(span.attributes.get("order").unwrap(), json!({"id": true}));
         assert_eq!(span.events[0].name, "exception");
         assert_eq!(
             span.events[0].attributes["exception.type"],

@@ -15,15 +15,15 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use base64::Engine as _;
-use flowscope_model::{Observation, SpanEvent, SpanKind, SpanLink, SpanObservation, SpanStatus};
+use flowscope_model::protobuf::{
+    self, ProtobufError, Reader, Wire, check_key_value, read_key_value,
+};
+use flowscope_model::{
+    Attributes, Observation, SpanEvent, SpanKind, SpanLink, SpanObservation, SpanStatus,
+};
 use serde_json::Value;
 
 use super::convert::{ConvertError, UNKNOWN_SERVICE, hex, messaging_attributes, nanos_to_micros};
-
-/// How deep attribute values may nest (arrays in key-value lists in …):
-/// deeper requests are refused rather than risking the stack.
-const MAX_VALUE_DEPTH: u32 = 32;
 
 /// Why a request's bytes could not be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -40,6 +40,16 @@ type Result<T> = std::result::Result<T, WireError>;
 
 fn malformed<T>(what: impl Into<String>) -> Result<T> {
     Err(WireError::Malformed(what.into()))
+}
+
+impl From<ProtobufError> for WireError {
+    fn from(err: ProtobufError) -> Self {
+        WireError::Malformed(err.0)
+    }
+}
+
+fn utf8<'a>(bytes: &'a [u8], what: &str) -> Result<&'a str> {
+    Ok(protobuf::utf8(bytes, what)?)
 }
 
 /// Reads every span of an encoded `ExportTraceServiceRequest`, or refuses
@@ -154,7 +164,8 @@ struct RawSpan<'a> {
     kind: i32,
     start: u64,
     end: u64,
-    attributes: BTreeMap<String, Value>,
+    /// The `KeyValue`s, checked, kept as they are.
+    attributes: Vec<&'a [u8]>,
     events: Vec<SpanEvent>,
     links: Vec<RawLink<'a>>,
     status: Option<SpanStatus>,
@@ -172,7 +183,10 @@ fn read_span(bytes: &[u8], observed_unix_us: i64) -> Result<SpanObservation> {
             (6, Wire::Varint(kind)) => raw.kind = kind as i32,
             (7, Wire::Fixed64(t)) => raw.start = t,
             (8, Wire::Fixed64(t)) => raw.end = t,
-            (9, Wire::Len(kv)) => read_key_value(kv, &mut raw.attributes, 0)?,
+            (9, Wire::Len(kv)) => {
+                check_key_value(kv, 0)?;
+                raw.attributes.push(kv);
+            }
             (11, Wire::Len(event)) => raw.events.push(read_event(event)?),
             (13, Wire::Len(link)) => raw.links.push(read_link(link)?),
             (15, Wire::Len(status)) => raw.status = Some(read_status(status, raw.status.take())?),
@@ -217,6 +231,7 @@ fn finish_span(raw: RawSpan<'_>, observed_unix_us: i64) -> Result<SpanObservatio
             attributes,
         });
     }
+    let attributes = Attributes::from_checked_key_values(&raw.attributes);
     let status = raw.status.unwrap_or_else(|| SpanStatus {
         code: "unset".into(),
         message: String::new(),
@@ -230,8 +245,8 @@ fn finish_span(raw: RawSpan<'_>, observed_unix_us: i64) -> Result<SpanObservatio
         start_unix_us: nanos_to_micros(raw.start),
         end_unix_us: nanos_to_micros(raw.end),
         status,
-        messaging: messaging_attributes(&raw.attributes),
-        attributes: raw.attributes,
+        messaging: messaging_attributes(&attributes),
+        attributes,
         events: raw.events,
         links,
         name: raw.name.to_owned(),
@@ -297,156 +312,4 @@ fn read_status(bytes: &[u8], before: Option<SpanStatus>) -> Result<SpanStatus> {
         }
     }
     Ok(status)
-}
-
-/// One `KeyValue` into a map (a repeated key: the last one wins).
-fn read_key_value(bytes: &[u8], map: &mut BTreeMap<String, Value>, depth: u32) -> Result<()> {
-    let mut key = "";
-    let mut value = None;
-    let mut reader = Reader::new(bytes);
-    while let Some(field) = reader.field()? {
-        match field {
-            (1, Wire::Len(k)) => key = utf8(k, "attribute key")?,
-            (2, Wire::Len(v)) => value = Some(read_any_value(v, value.take(), depth)?),
-            (1 | 2, _) => return malformed("an attribute holds a field of the wrong type"),
-            _ => {}
-        }
-    }
-    map.insert(key.to_owned(), value.unwrap_or(Value::Null));
-    Ok(())
-}
-
-/// An `AnyValue` as JSON, as [`convert`](super::convert) makes it: bytes in
-/// base64, key-value lists as objects, non-finite doubles as their names,
-/// empty (or a string-table index, unsupported) as `null`. A second copy
-/// of the message merges: its value, when it has one, wins.
-fn read_any_value(bytes: &[u8], before: Option<Value>, depth: u32) -> Result<Value> {
-    if depth >= MAX_VALUE_DEPTH {
-        return malformed(format!(
-            "attribute values nested deeper than {MAX_VALUE_DEPTH}"
-        ));
-    }
-    let mut value = before.unwrap_or(Value::Null);
-    let mut reader = Reader::new(bytes);
-    while let Some(field) = reader.field()? {
-        value = match field {
-            (1, Wire::Len(s)) => Value::String(utf8(s, "string value")?.to_owned()),
-            (2, Wire::Varint(b)) => Value::Bool(b != 0),
-            (3, Wire::Varint(i)) => Value::from(i as i64),
-            (4, Wire::Fixed64(bits)) => {
-                let d = f64::from_bits(bits);
-                serde_json::Number::from_f64(d)
-                    .map_or_else(|| Value::String(d.to_string()), Value::Number)
-            }
-            (5, Wire::Len(array)) => read_array(array, depth + 1)?,
-            (6, Wire::Len(list)) => {
-                let mut map = BTreeMap::new();
-                let mut entries = Reader::new(list);
-                while let Some(entry) = entries.field()? {
-                    match entry {
-                        (1, Wire::Len(kv)) => read_key_value(kv, &mut map, depth + 1)?,
-                        (1, _) => return malformed("a key-value list holds a non-message"),
-                        _ => {}
-                    }
-                }
-                Value::Object(map.into_iter().collect())
-            }
-            (7, Wire::Len(b)) => Value::String(base64::engine::general_purpose::STANDARD.encode(b)),
-            (8, Wire::Varint(_)) => Value::Null,
-            (1..=8, _) => return malformed("an attribute value has the wrong type"),
-            _ => continue,
-        };
-    }
-    Ok(value)
-}
-
-fn read_array(bytes: &[u8], depth: u32) -> Result<Value> {
-    let mut values = Vec::new();
-    let mut reader = Reader::new(bytes);
-    while let Some(field) = reader.field()? {
-        match field {
-            (1, Wire::Len(v)) => values.push(read_any_value(v, None, depth)?),
-            (1, _) => return malformed("an array value holds a non-message"),
-            _ => {}
-        }
-    }
-    Ok(Value::Array(values))
-}
-
-fn utf8<'a>(bytes: &'a [u8], what: &str) -> Result<&'a str> {
-    std::str::from_utf8(bytes).or_else(|_| malformed(format!("the {what} is not valid UTF-8")))
-}
-
-/// One field's value, by wire type.
-#[derive(Debug, Clone, Copy)]
-enum Wire<'a> {
-    Varint(u64),
-    Fixed64(u64),
-    Len(&'a [u8]),
-    Fixed32,
-}
-
-/// A cursor over one message's bytes.
-struct Reader<'a> {
-    bytes: &'a [u8],
-}
-
-impl<'a> Reader<'a> {
-    fn new(bytes: &'a [u8]) -> Self {
-        Self { bytes }
-    }
-
-    /// The next field, `None` at the end of the message.
-    fn field(&mut self) -> Result<Option<(u32, Wire<'a>)>> {
-        if self.bytes.is_empty() {
-            return Ok(None);
-        }
-        let key = self.varint()?;
-        let number = key >> 3;
-        if number == 0 || number > u64::from(u32::MAX >> 3) {
-            return malformed(format!("field number {number} is out of range"));
-        }
-        let value = match key & 7 {
-            0 => Wire::Varint(self.varint()?),
-            1 => Wire::Fixed64(u64::from_le_bytes(self.take::<8>()?)),
-            2 => {
-                let len = self.varint()?;
-                if len > self.bytes.len() as u64 {
-                    return malformed("a length runs past the end of the message");
-                }
-                let (head, rest) = self.bytes.split_at(len as usize);
-                self.bytes = rest;
-                Wire::Len(head)
-            }
-            5 => {
-                self.take::<4>()?;
-                Wire::Fixed32
-            }
-            other => return malformed(format!("unsupported wire type {other}")),
-        };
-        Ok(Some((number as u32, value)))
-    }
-
-    fn varint(&mut self) -> Result<u64> {
-        let mut value = 0u64;
-        for (i, byte) in self.bytes.iter().take(10).enumerate() {
-            value |= u64::from(byte & 0x7f) << (7 * i);
-            if byte & 0x80 == 0 {
-                if i == 9 && *byte > 1 {
-                    break;
-                }
-                self.bytes = &self.bytes[i + 1..];
-                return Ok(value);
-            }
-        }
-        malformed("a varint is cut short or too long")
-    }
-
-    fn take<const N: usize>(&mut self) -> Result<[u8; N]> {
-        let Some((head, rest)) = self.bytes.split_first_chunk::<N>() else {
-            return malformed("a fixed-width value is cut short");
-        };
-        self.bytes = rest;
-        Ok(*head)
-    }
 }

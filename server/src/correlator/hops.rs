@@ -53,8 +53,7 @@ pub fn build(flow: &FlowState) -> Vec<Hop> {
             event_type: producer
                 .attributes
                 .get("shop.event_type")
-                .and_then(|v| v.as_str())
-                .map(str::to_owned),
+                .and_then(|v| v.as_str().map(str::to_owned)),
             producer: Some(producer.service.clone()),
             exchange: m.destination.clone().unwrap_or_default(),
             routing_key: m.routing_key.clone().unwrap_or_default(),

@@ -82,9 +82,8 @@ pub fn span_key(
     rules.iter().find_map(|(rule, source)| match source {
         KeySource::Attribute(name) => span
             .attributes
-            .get(name)
-            .and_then(text)
-            .map(|v| (rule.name.clone(), v)),
+            .text(name)
+            .map(|v| (rule.name.clone(), v.into_owned())),
         _ => None,
     })
 }

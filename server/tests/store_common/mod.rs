@@ -190,7 +190,7 @@ pub fn span(n: u32, service: &str, t: i64, error: bool) -> SpanObservation {
             code: if error { "error" } else { "ok" }.into(),
             message: if error { "card declined" } else { "" }.into(),
         },
-        attributes: BTreeMap::from([("messaging.system".to_owned(), json!("rabbitmq"))]),
+        attributes: BTreeMap::from([("messaging.system".to_owned(), json!("rabbitmq"))]).into(),
         messaging: Some(MessagingAttributes {
             system: Some("rabbitmq".into()),
             operation: Some("process".into()),

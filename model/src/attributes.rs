@@ -1,0 +1,190 @@
+//! [`Attributes`]: a span's attributes, kept as their OTLP encoding.
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde_json::Value;
+
+use crate::protobuf::{self, Reader, Wire};
+
+/// A span's attributes: the OTLP protobuf encoding of its key-values, in
+/// one heap block, read when asked.
+///
+/// A span carries ten or so attributes; as a `BTreeMap<String, Value>` they
+/// were ~20 heap blocks to allocate when the span arrived and to free when
+/// its flow left memory — most of flowscope's CPU per span. They are
+/// written (JSON), read back and compared as the map they stand for
+/// ([`Attributes::to_map`]); a key given twice: the last one wins.
+#[derive(Clone, Default)]
+pub struct Attributes {
+    /// `KeyValue` messages, each as a field-1 record (tag, length, bytes):
+    /// the layout of a repeated field.
+    encoded: Box<[u8]>,
+}
+
+impl Attributes {
+    /// From `KeyValue` messages already checked with
+    /// [`protobuf::check_key_value`] (the OTLP receiver's case).
+    pub fn from_checked_key_values(key_values: &[&[u8]]) -> Self {
+        let len = key_values
+            .iter()
+            .map(|kv| 1 + varint_len(kv.len()) + kv.len())
+            .sum();
+        let mut encoded = Vec::with_capacity(len);
+        for kv in key_values {
+            protobuf::put_len(&mut encoded, 1, kv);
+        }
+        Self {
+            encoded: encoded.into_boxed_slice(),
+        }
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.encoded.is_empty()
+    }
+
+    /// Bytes held (for memory accounting).
+    pub fn encoded_len(&self) -> usize {
+        self.encoded.len()
+    }
+
+    /// Each key with its value's bytes, in the order given (a key may repeat).
+    fn entries(&self) -> impl Iterator<Item = (&str, Vec<&[u8]>)> {
+        let mut records = Reader::new(&self.encoded);
+        std::iter::from_fn(move || {
+            loop {
+                match records.field() {
+                    Ok(Some((1, Wire::Len(kv)))) => {
+                        if let Ok(entry) = protobuf::split_key_value(kv) {
+                            return Some(entry);
+                        }
+                    }
+                    Ok(Some(_)) => {}
+                    Ok(None) | Err(_) => return None,
+                }
+            }
+        })
+    }
+
+    /// One attribute's value.
+    pub fn get(&self, key: &str) -> Option<Value> {
+        let parts = self.entries().filter(|(k, _)| *k == key).last()?.1;
+        Some(protobuf::read_value_parts(&parts, 0).unwrap_or(Value::Null))
+    }
+
+    /// One attribute as text: a string (not empty) or a number, as the
+    /// correlator reads ids and keys.
+    pub fn text(&self, key: &str) -> Option<Cow<'static, str>> {
+        match self.get(key)? {
+            Value::String(s) if !s.is_empty() => Some(Cow::Owned(s)),
+            Value::Number(n) => Some(Cow::Owned(n.to_string())),
+            _ => None,
+        }
+    }
+
+    /// The keys, in the order given (a key may repeat).
+    pub fn keys(&self) -> impl Iterator<Item = &str> {
+        self.entries().map(|(k, _)| k)
+    }
+
+    /// All of them as a map.
+    pub fn to_map(&self) -> BTreeMap<String, Value> {
+        self.entries()
+            .map(|(k, parts)| {
+                let value = protobuf::read_value_parts(&parts, 0).unwrap_or(Value::Null);
+                (k.to_owned(), value)
+            })
+            .collect()
+    }
+}
+
+fn varint_len(n: usize) -> usize {
+    (64 - (n as u64 | 1).leading_zeros() as usize).div_ceil(7)
+}
+
+impl From<BTreeMap<String, Value>> for Attributes {
+    fn from(map: BTreeMap<String, Value>) -> Self {
+        map.iter().map(|(k, v)| (k.as_str(), v)).collect()
+    }
+}
+
+impl<'a> FromIterator<(&'a str, &'a Value)> for Attributes {
+    fn from_iter<I: IntoIterator<Item = (&'a str, &'a Value)>>(pairs: I) -> Self {
+        let mut encoded = Vec::new();
+        for (key, value) in pairs {
+            protobuf::put_len(&mut encoded, 1, &protobuf::encode_key_value(key, value));
+        }
+        Self {
+            encoded: encoded.into_boxed_slice(),
+        }
+    }
+}
+
+impl PartialEq for Attributes {
+    fn eq(&self, other: &Self) -> bool {
+        self.encoded == other.encoded || self.to_map() == other.to_map()
+    }
+}
+
+impl fmt::Debug for Attributes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map().entries(self.to_map()).finish()
+    }
+}
+
+impl Serialize for Attributes {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.to_map().serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for Attributes {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        BTreeMap::<String, Value>::deserialize(deserializer).map(Attributes::from)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn attrs(pairs: &[(&str, Value)]) -> Attributes {
+        pairs.iter().map(|(k, v)| (*k, v)).collect()
+    }
+
+    #[test]
+    fn they_read_and_write_as_the_map_they_stand_for() {
+        let a = attrs(&[
+            ("b", json!(2)),
+            ("a", json!("x")),
+            ("b", json!("last wins")),
+            ("n", json!(null)),
+            ("o", json!({"k": [1, 2.5]})),
+        ]);
+        assert_eq!(a.get("b"), Some(json!("last wins")));
+        assert_eq!(a.get("n"), Some(json!(null)));
+        assert_eq!(a.get("missing"), None);
+        assert_eq!(a.text("a").as_deref(), Some("x"));
+        let json = serde_json::to_value(&a).unwrap();
+        assert_eq!(
+            json,
+            json!({"a": "x", "b": "last wins", "n": null, "o": {"k": [1, 2.5]}})
+        );
+        let back: Attributes = serde_json::from_value(json).unwrap();
+        assert_eq!(back, a);
+        assert!(Attributes::default().is_empty() && !a.is_empty());
+    }
+
+    #[test]
+    fn varint_lengths_match_the_encoder() {
+        for n in [0usize, 1, 127, 128, 16_383, 16_384, 1 << 21] {
+            let mut out = Vec::new();
+            protobuf::put_varint(&mut out, n as u64);
+            assert_eq!(varint_len(n), out.len(), "{n}");
+        }
+    }
+}

@@ -1,0 +1,379 @@
+//! The protobuf wire format, as far as OTLP attributes need it: reading
+//! fields, OTLP `AnyValue`s to JSON, JSON back to `AnyValue`s.
+//!
+//! Each field is a varint key `(number << 3) | wire type`, then a varint
+//! (0), 8 bytes (1), a length and that many bytes (2) or 4 bytes (5).
+//! Unknown fields are skipped; a singular field seen twice: the last wins
+//! (messages merge), as protobuf prescribes. The OTLP receiver reads whole
+//! export requests with the same [`Reader`].
+
+use std::collections::BTreeMap;
+
+use serde_json::{Number, Value};
+
+/// How deep attribute values may nest (arrays in key-value lists in …):
+/// deeper values are refused rather than risking the stack.
+pub const MAX_VALUE_DEPTH: u32 = 32;
+
+/// Why bytes are not the protobuf they should be.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProtobufError(pub String);
+
+impl std::fmt::Display for ProtobufError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ProtobufError {}
+
+/// `Result` with a [`ProtobufError`].
+pub type Result<T> = std::result::Result<T, ProtobufError>;
+
+/// An error saying what was malformed.
+pub fn malformed<T>(what: impl Into<String>) -> Result<T> {
+    Err(ProtobufError(what.into()))
+}
+
+/// One field's value, by wire type.
+#[derive(Debug, Clone, Copy)]
+pub enum Wire<'a> {
+    Varint(u64),
+    Fixed64(u64),
+    Len(&'a [u8]),
+    Fixed32,
+}
+
+/// A cursor over one message's bytes.
+#[derive(Debug, Clone)]
+pub struct Reader<'a> {
+    bytes: &'a [u8],
+}
+
+impl<'a> Reader<'a> {
+    /// A reader at the start of a message.
+    pub fn new(bytes: &'a [u8]) -> Self {
+        Self { bytes }
+    }
+
+    /// The next field, `None` at the end of the message.
+    pub fn field(&mut self) -> Result<Option<(u32, Wire<'a>)>> {
+        if self.bytes.is_empty() {
+            return Ok(None);
+        }
+        let key = self.varint()?;
+        let number = key >> 3;
+        if number == 0 || number > u64::from(u32::MAX >> 3) {
+            return malformed(format!("field number {number} is out of range"));
+        }
+        let value = match key & 7 {
+            0 => Wire::Varint(self.varint()?),
+            1 => Wire::Fixed64(u64::from_le_bytes(self.take::<8>()?)),
+            2 => {
+                let len = self.varint()?;
+                if len > self.bytes.len() as u64 {
+                    return malformed("a length runs past the end of the message");
+                }
+                let (head, rest) = self.bytes.split_at(len as usize);
+                self.bytes = rest;
+                Wire::Len(head)
+            }
+            5 => {
+                self.take::<4>()?;
+                Wire::Fixed32
+            }
+            other => return malformed(format!("unsupported wire type {other}")),
+        };
+        Ok(Some((number as u32, value)))
+    }
+
+    fn varint(&mut self) -> Result<u64> {
+        let mut value = 0u64;
+        for (i, byte) in self.bytes.iter().take(10).enumerate() {
+            value |= u64::from(byte & 0x7f) << (7 * i);
+            if byte & 0x80 == 0 {
+                if i == 9 && *byte > 1 {
+                    break;
+                }
+                self.bytes = &self.bytes[i + 1..];
+                return Ok(value);
+            }
+        }
+        malformed("a varint is cut short or too long")
+    }
+
+    fn take<const N: usize>(&mut self) -> Result<[u8; N]> {
+        let Some((head, rest)) = self.bytes.split_first_chunk::<N>() else {
+            return malformed("a fixed-width value is cut short");
+        };
+        self.bytes = rest;
+        Ok(*head)
+    }
+}
+
+/// Text as UTF-8, or an error naming `what`.
+pub fn utf8<'a>(bytes: &'a [u8], what: &str) -> Result<&'a str> {
+    std::str::from_utf8(bytes).or_else(|_| malformed(format!("the {what} is not valid UTF-8")))
+}
+
+/// A `KeyValue`'s key and value bytes (the last of each); the value is
+/// `None` when absent. Checks the fields' types, not the value's content.
+pub fn split_key_value(bytes: &[u8]) -> Result<(&str, Vec<&[u8]>)> {
+    let mut key = "";
+    let mut values = Vec::new();
+    let mut reader = Reader::new(bytes);
+    while let Some(field) = reader.field()? {
+        match field {
+            (1, Wire::Len(k)) => key = utf8(k, "attribute key")?,
+            (2, Wire::Len(v)) => values.push(v),
+            (1 | 2, _) => return malformed("an attribute holds a field of the wrong type"),
+            _ => {}
+        }
+    }
+    Ok((key, values))
+}
+
+/// One `KeyValue` into a map (a repeated key: the last one wins).
+pub fn read_key_value(bytes: &[u8], map: &mut BTreeMap<String, Value>, depth: u32) -> Result<()> {
+    let (key, values) = split_key_value(bytes)?;
+    map.insert(key.to_owned(), read_value_parts(&values, depth)?);
+    Ok(())
+}
+
+/// A value given in several parts (an `AnyValue` message seen more than
+/// once merges into one), `null` when there is none.
+pub fn read_value_parts(parts: &[&[u8]], depth: u32) -> Result<Value> {
+    let mut value = None;
+    for part in parts {
+        value = Some(read_any_value(part, value.take(), depth)?);
+    }
+    Ok(value.unwrap_or(Value::Null))
+}
+
+/// An `AnyValue` as JSON: bytes in base64, key-value lists as objects,
+/// non-finite doubles as their names (`"NaN"`, `"inf"`), empty (or a
+/// string-table index, unsupported) as `null`. `before` is the value of an
+/// earlier copy of the message: it stays unless this one has a value.
+pub fn read_any_value(bytes: &[u8], before: Option<Value>, depth: u32) -> Result<Value> {
+    if depth >= MAX_VALUE_DEPTH {
+        return malformed(format!(
+            "attribute values nested deeper than {MAX_VALUE_DEPTH}"
+        ));
+    }
+    let mut value = before.unwrap_or(Value::Null);
+    let mut reader = Reader::new(bytes);
+    while let Some(field) = reader.field()? {
+        value = match field {
+            (1, Wire::Len(s)) => Value::String(utf8(s, "string value")?.to_owned()),
+            (2, Wire::Varint(b)) => Value::Bool(b != 0),
+            (3, Wire::Varint(i)) => Value::from(i as i64),
+            (4, Wire::Fixed64(bits)) => double(f64::from_bits(bits)),
+            (5, Wire::Len(array)) => {
+                let mut values = Vec::new();
+                let mut items = Reader::new(array);
+                while let Some(item) = items.field()? {
+                    match item {
+                        (1, Wire::Len(v)) => values.push(read_any_value(v, None, depth + 1)?),
+                        (1, _) => return malformed("an array value holds a non-message"),
+                        _ => {}
+                    }
+                }
+                Value::Array(values)
+            }
+            (6, Wire::Len(list)) => {
+                let mut map = BTreeMap::new();
+                let mut entries = Reader::new(list);
+                while let Some(entry) = entries.field()? {
+                    match entry {
+                        (1, Wire::Len(kv)) => read_key_value(kv, &mut map, depth + 1)?,
+                        (1, _) => return malformed("a key-value list holds a non-message"),
+                        _ => {}
+                    }
+                }
+                Value::Object(map.into_iter().collect())
+            }
+            (7, Wire::Len(b)) => Value::String(base64(b)),
+            (8, Wire::Varint(_)) => Value::Null,
+            (1..=8, _) => return malformed("an attribute value has the wrong type"),
+            _ => continue,
+        };
+    }
+    Ok(value)
+}
+
+/// Checks a `KeyValue` as [`read_key_value`] would read it, without
+/// building anything.
+pub fn check_key_value(bytes: &[u8], depth: u32) -> Result<()> {
+    let (_, values) = split_key_value(bytes)?;
+    values.iter().try_for_each(|v| check_any_value(v, depth))
+}
+
+fn check_any_value(bytes: &[u8], depth: u32) -> Result<()> {
+    if depth >= MAX_VALUE_DEPTH {
+        return malformed(format!(
+            "attribute values nested deeper than {MAX_VALUE_DEPTH}"
+        ));
+    }
+    let mut reader = Reader::new(bytes);
+    while let Some(field) = reader.field()? {
+        match field {
+            (1, Wire::Len(s)) => {
+                utf8(s, "string value")?;
+            }
+            (2 | 3 | 8, Wire::Varint(_)) | (4, Wire::Fixed64(_)) | (7, Wire::Len(_)) => {}
+            (5, Wire::Len(array)) => {
+                let mut items = Reader::new(array);
+                while let Some(item) = items.field()? {
+                    match item {
+                        (1, Wire::Len(v)) => check_any_value(v, depth + 1)?,
+                        (1, _) => return malformed("an array value holds a non-message"),
+                        _ => {}
+                    }
+                }
+            }
+            (6, Wire::Len(list)) => {
+                let mut entries = Reader::new(list);
+                while let Some(entry) = entries.field()? {
+                    match entry {
+                        (1, Wire::Len(kv)) => check_key_value(kv, depth + 1)?,
+                        (1, _) => return malformed("a key-value list holds a non-message"),
+                        _ => {}
+                    }
+                }
+            }
+            (1..=8, _) => return malformed("an attribute value has the wrong type"),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// A double as JSON: a number, or its name when it is not finite.
+fn double(d: f64) -> Value {
+    Number::from_f64(d).map_or_else(|| Value::String(d.to_string()), Value::Number)
+}
+
+/// Standard base64 with padding.
+fn base64(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = u32::from(b[0]) << 16 | u32::from(b[1]) << 8 | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(DIGITS[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// Appends a length-delimited field.
+pub fn put_len(out: &mut Vec<u8>, number: u32, bytes: &[u8]) {
+    put_varint(out, u64::from(number) << 3 | 2);
+    put_varint(out, bytes.len() as u64);
+    out.extend_from_slice(bytes);
+}
+
+/// Appends a varint.
+pub fn put_varint(out: &mut Vec<u8>, mut value: u64) {
+    while value >= 0x80 {
+        out.push(value as u8 | 0x80);
+        value >>= 7;
+    }
+    out.push(value as u8);
+}
+
+/// A `KeyValue` message for a JSON key and value (the inverse of
+/// [`read_key_value`], up to bytes values, which stay base64 text).
+pub fn encode_key_value(key: &str, value: &Value) -> Vec<u8> {
+    let mut out = Vec::with_capacity(key.len() + 16);
+    put_len(&mut out, 1, key.as_bytes());
+    if !value.is_null() {
+        put_len(&mut out, 2, &encode_any_value(value));
+    }
+    out
+}
+
+fn encode_any_value(value: &Value) -> Vec<u8> {
+    let mut out = Vec::new();
+    match value {
+        Value::Null => {}
+        Value::Bool(b) => {
+            put_varint(&mut out, 2 << 3);
+            put_varint(&mut out, u64::from(*b));
+        }
+        Value::Number(n) => match n.as_i64() {
+            Some(i) => {
+                put_varint(&mut out, 3 << 3);
+                put_varint(&mut out, i as u64);
+            }
+            None => {
+                put_varint(&mut out, 4 << 3 | 1);
+                out.extend_from_slice(&n.as_f64().unwrap_or(f64::NAN).to_le_bytes());
+            }
+        },
+        Value::String(s) => put_len(&mut out, 1, s.as_bytes()),
+        Value::Array(items) => {
+            let mut array = Vec::new();
+            for item in items {
+                put_len(&mut array, 1, &encode_any_value(item));
+            }
+            put_len(&mut out, 5, &array);
+        }
+        Value::Object(map) => {
+            let mut list = Vec::new();
+            for (k, v) in map {
+                put_len(&mut list, 1, &encode_key_value(k, v));
+            }
+            put_len(&mut out, 6, &list);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn json_values_survive_encoding_and_reading() {
+        for value in [
+            json!(null),
+            json!(true),
+            json!(-3),
+            json!(0.5),
+            json!(u64::MAX),
+            json!("text ✓"),
+            json!(["a", 1, null, [2]]),
+            json!({"id": true, "nested": {"k": "v"}}),
+        ] {
+            let encoded = encode_key_value("k", &value);
+            check_key_value(&encoded, 0).unwrap();
+            let mut map = BTreeMap::new();
+            read_key_value(&encoded, &mut map, 0).unwrap();
+            let expected = match &value {
+                Value::Number(n) if n.as_i64().is_none() => json!(n.as_f64().unwrap()),
+                other => other.clone(),
+            };
+            assert_eq!(map["k"], expected, "{value}");
+        }
+    }
+
+    #[test]
+    fn base64_pads_like_the_standard_alphabet() {
+        assert_eq!(base64(b""), "");
+        assert_eq!(base64(&[0xff]), "/w==");
+        assert_eq!(base64(&[0xff, 0x00]), "/wA=");
+        assert_eq!(base64(b"abc"), "YWJj");
+        assert_eq!(base64(b"abcd"), "YWJjZA==");
+    }
+}
