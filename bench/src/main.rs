@@ -18,6 +18,11 @@ mod ui_load;
 
 use clap::{Parser, Subcommand};
 
+/// The server's allocator, so that in-process figures (`otlp-stages`,
+/// `storage`) match what `flowscope serve` spends.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Benchmarks flowscope against peers on this machine; prints medians and ratios.
 #[derive(Debug, Parser)]
 #[command(version, about)]

@@ -7,7 +7,7 @@ use std::fmt;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::Value;
 
-use crate::protobuf::{self, Reader, Wire};
+use crate::protobuf::{self, KeyValueRef, Reader, Wire};
 
 /// A span's attributes: the OTLP protobuf encoding of its key-values, in
 /// one heap block, read when asked.
@@ -51,17 +51,28 @@ impl Attributes {
         self.encoded.len()
     }
 
-    /// Each key with its value's bytes, in the order given (a key may repeat).
-    fn entries(&self) -> impl Iterator<Item = (&str, Vec<&[u8]>)> {
+    /// Each key-value, its value not yet read, in the order given (a key
+    /// may repeat: the last one counts).
+    pub fn iter(&self) -> impl Iterator<Item = KeyValueRef<'_>> {
+        self.records()
+            .filter_map(|kv| protobuf::split_key_value(kv).ok())
+    }
+
+    /// The key-values whose key starts with `prefix`, found by comparing
+    /// bytes, in the order given.
+    pub fn with_prefix<'a>(&'a self, prefix: &'a str) -> impl Iterator<Item = KeyValueRef<'a>> {
+        self.records()
+            .filter(|kv| protobuf::raw_key(kv).starts_with(prefix.as_bytes()))
+            .filter_map(|kv| protobuf::split_key_value(kv).ok())
+    }
+
+    /// Each `KeyValue` message's bytes, in the order given.
+    fn records(&self) -> impl Iterator<Item = &[u8]> {
         let mut records = Reader::new(&self.encoded);
         std::iter::from_fn(move || {
             loop {
                 match records.field() {
-                    Ok(Some((1, Wire::Len(kv)))) => {
-                        if let Ok(entry) = protobuf::split_key_value(kv) {
-                            return Some(entry);
-                        }
-                    }
+                    Ok(Some((1, Wire::Len(kv)))) => return Some(kv),
                     Ok(Some(_)) => {}
                     Ok(None) | Err(_) => return None,
                 }
@@ -69,10 +80,18 @@ impl Attributes {
         })
     }
 
+    /// The key-value given last for `key`, found by comparing bytes.
+    pub fn find(&self, key: &str) -> Option<KeyValueRef<'_>> {
+        let record = self
+            .records()
+            .filter(|kv| protobuf::raw_key(kv) == key.as_bytes())
+            .last()?;
+        protobuf::split_key_value(record).ok()
+    }
+
     /// One attribute's value.
     pub fn get(&self, key: &str) -> Option<Value> {
-        let parts = self.entries().filter(|(k, _)| *k == key).last()?.1;
-        Some(protobuf::read_value_parts(&parts, 0).unwrap_or(Value::Null))
+        Some(self.find(key)?.value(0).unwrap_or(Value::Null))
     }
 
     /// One attribute as text: a string (not empty) or a number, as the
@@ -87,16 +106,13 @@ impl Attributes {
 
     /// The keys, in the order given (a key may repeat).
     pub fn keys(&self) -> impl Iterator<Item = &str> {
-        self.entries().map(|(k, _)| k)
+        self.iter().map(|kv| kv.key)
     }
 
     /// All of them as a map.
     pub fn to_map(&self) -> BTreeMap<String, Value> {
-        self.entries()
-            .map(|(k, parts)| {
-                let value = protobuf::read_value_parts(&parts, 0).unwrap_or(Value::Null);
-                (k.to_owned(), value)
-            })
+        self.iter()
+            .map(|kv| (kv.key.to_owned(), kv.value(0).unwrap_or(Value::Null)))
             .collect()
     }
 }

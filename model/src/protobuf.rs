@@ -88,6 +88,13 @@ impl<'a> Reader<'a> {
     }
 
     fn varint(&mut self) -> Result<u64> {
+        // Most varints here (keys, lengths of short strings) are one byte.
+        if let Some((&byte, rest)) = self.bytes.split_first()
+            && byte < 0x80
+        {
+            self.bytes = rest;
+            return Ok(u64::from(byte));
+        }
         let mut value = 0u64;
         for (i, byte) in self.bytes.iter().take(10).enumerate() {
             value |= u64::from(byte & 0x7f) << (7 * i);
@@ -116,38 +123,89 @@ pub fn utf8<'a>(bytes: &'a [u8], what: &str) -> Result<&'a str> {
     std::str::from_utf8(bytes).or_else(|_| malformed(format!("the {what} is not valid UTF-8")))
 }
 
-/// A `KeyValue`'s key and value bytes (the last of each); the value is
-/// `None` when absent. Checks the fields' types, not the value's content.
-pub fn split_key_value(bytes: &[u8]) -> Result<(&str, Vec<&[u8]>)> {
-    let mut key = "";
-    let mut values = Vec::new();
+/// A `KeyValue`, its key read, its value not yet.
+#[derive(Debug, Clone, Copy)]
+pub struct KeyValueRef<'a> {
+    /// The key (the last one given).
+    pub key: &'a str,
+    /// The whole message, for a value given in several parts.
+    bytes: &'a [u8],
+    /// The value's bytes, when given once; `None` when absent.
+    value: Option<&'a [u8]>,
+    /// Whether the value was given more than once (the parts merge).
+    merged: bool,
+}
+
+impl KeyValueRef<'_> {
+    /// The value as JSON (`null` when absent).
+    pub fn value(&self, depth: u32) -> Result<Value> {
+        if !self.merged {
+            return self
+                .value
+                .map_or(Ok(Value::Null), |v| read_any_value(v, None, depth));
+        }
+        let mut value = None;
+        let mut reader = Reader::new(self.bytes);
+        while let Some(field) = reader.field()? {
+            if let (2, Wire::Len(v)) = field {
+                value = Some(read_any_value(v, value.take(), depth)?);
+            }
+        }
+        Ok(value.unwrap_or(Value::Null))
+    }
+
+    /// The value when it is text: a string or a number, as ids are read.
+    pub fn text(&self) -> Option<String> {
+        match self.value(0).ok()? {
+            Value::String(s) => Some(s),
+            Value::Number(n) => Some(n.to_string()),
+            _ => None,
+        }
+    }
+}
+
+/// A `KeyValue`'s key, and where its value is. Checks the fields' types,
+/// not the value's content.
+pub fn split_key_value(bytes: &[u8]) -> Result<KeyValueRef<'_>> {
+    let mut kv = KeyValueRef {
+        key: "",
+        bytes,
+        value: None,
+        merged: false,
+    };
     let mut reader = Reader::new(bytes);
     while let Some(field) = reader.field()? {
         match field {
-            (1, Wire::Len(k)) => key = utf8(k, "attribute key")?,
-            (2, Wire::Len(v)) => values.push(v),
+            (1, Wire::Len(k)) => kv.key = utf8(k, "attribute key")?,
+            (2, Wire::Len(v)) => {
+                kv.merged = kv.value.is_some();
+                kv.value = Some(v);
+            }
             (1 | 2, _) => return malformed("an attribute holds a field of the wrong type"),
             _ => {}
         }
     }
-    Ok((key, values))
+    Ok(kv)
+}
+
+/// A `KeyValue`'s key as bytes, not checked (for finding a key among
+/// attributes that were checked when they arrived).
+pub fn raw_key(bytes: &[u8]) -> &[u8] {
+    let mut key: &[u8] = &[];
+    let mut reader = Reader::new(bytes);
+    while let Ok(Some(field)) = reader.field() {
+        if let (1, Wire::Len(k)) = field {
+            key = k;
+        }
+    }
+    key
 }
 
 /// One `KeyValue` into a map (a repeated key: the last one wins).
 pub fn read_key_value(bytes: &[u8], map: &mut BTreeMap<String, Value>, depth: u32) -> Result<()> {
-    let (key, values) = split_key_value(bytes)?;
-    map.insert(key.to_owned(), read_value_parts(&values, depth)?);
+    let kv = split_key_value(bytes)?;
+    map.insert(kv.key.to_owned(), kv.value(depth)?);
     Ok(())
-}
-
-/// A value given in several parts (an `AnyValue` message seen more than
-/// once merges into one), `null` when there is none.
-pub fn read_value_parts(parts: &[&[u8]], depth: u32) -> Result<Value> {
-    let mut value = None;
-    for part in parts {
-        value = Some(read_any_value(part, value.take(), depth)?);
-    }
-    Ok(value.unwrap_or(Value::Null))
 }
 
 /// An `AnyValue` as JSON: bytes in base64, key-value lists as objects,
@@ -204,8 +262,17 @@ pub fn read_any_value(bytes: &[u8], before: Option<Value>, depth: u32) -> Result
 /// Checks a `KeyValue` as [`read_key_value`] would read it, without
 /// building anything.
 pub fn check_key_value(bytes: &[u8], depth: u32) -> Result<()> {
-    let (_, values) = split_key_value(bytes)?;
-    values.iter().try_for_each(|v| check_any_value(v, depth))
+    let kv = split_key_value(bytes)?;
+    if !kv.merged {
+        return kv.value.map_or(Ok(()), |v| check_any_value(v, depth));
+    }
+    let mut reader = Reader::new(bytes);
+    while let Some(field) = reader.field()? {
+        if let (2, Wire::Len(v)) = field {
+            check_any_value(v, depth)?;
+        }
+    }
+    Ok(())
 }
 
 fn check_any_value(bytes: &[u8], depth: u32) -> Result<()> {

@@ -152,33 +152,20 @@ const MESSAGING_KEYS: [&[&str]; 7] = [
 ];
 
 impl MessagingAttributes {
-    /// Reads them from a span's attributes (one pass over the keys, then
-    /// only the keys present are read); `None` when the span has none.
+    /// Reads them from a span's attributes in one pass; `None` when the
+    /// span has none.
     pub fn from_attributes(attributes: &Attributes) -> Option<Self> {
-        // Per field, which of its keys (by rank) are present.
-        let mut present = [0u8; 7];
-        for key in attributes.keys().filter(|k| k.starts_with("messaging.")) {
+        // Per field, the key-value given for each of its keys (by rank).
+        let mut found = [[None; 3]; 7];
+        for kv in attributes.with_prefix("messaging.") {
             for (field, names) in MESSAGING_KEYS.iter().enumerate() {
-                if let Some(rank) = names.iter().position(|n| *n == key) {
-                    present[field] |= 1 << rank;
+                if let Some(rank) = names.iter().position(|n| *n == kv.key) {
+                    found[field][rank] = Some(kv);
                 }
             }
         }
-        if present.iter().all(|p| *p == 0) {
-            return None;
-        }
-        // The first key present, by rank, whose value is text or a number.
-        let read = |field: usize| {
-            MESSAGING_KEYS[field]
-                .iter()
-                .enumerate()
-                .filter(|(rank, _)| present[field] & (1 << rank) != 0)
-                .find_map(|(_, key)| match attributes.get(key)? {
-                    Value::String(s) => Some(s),
-                    Value::Number(n) => Some(n.to_string()),
-                    _ => None,
-                })
-        };
+        // The first key, by rank, whose value is text or a number.
+        let read = |field: usize| found[field].iter().flatten().find_map(|kv| kv.text());
         let attrs = Self {
             system: read(0),
             operation: read(1),
