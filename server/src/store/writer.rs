@@ -1,6 +1,7 @@
 //! The batching writer: gathers [`WriteBatch`]es from a bounded channel and
 //! writes them in few transactions, retrying through a store's bad moments,
-//! and enforces retention every hour.
+//! and enforces retention every hour. Encoding a batch and writing the one
+//! before it overlap (two stages), so both cores work when the store is busy.
 //!
 //! What it holds is bounded by *items* (observations, flows, alerts), not by
 //! batches: a batch of the engine can hold a hundred items or twenty thousand,
@@ -52,6 +53,12 @@ pub struct StoreWriterHandle {
 struct Queued {
     batch: WriteBatch,
     room: OwnedSemaphorePermit,
+}
+
+/// An encoded batch on its way to the write stage, with the room it holds.
+struct Encoded {
+    rows: super::codec::BatchRows,
+    held: Vec<OwnedSemaphorePermit>,
 }
 
 /// The writer has stopped: nothing more will be stored.
@@ -149,15 +156,31 @@ impl StoreWriter {
         (handle, tokio::spawn(writer.run(rx)))
     }
 
-    /// Gathers batches until `batch_max` items or `flush_interval`, writes
-    /// them, and so on until the channel closes.
-    async fn run(self, mut rx: mpsc::Receiver<Queued>) {
+    /// Two stages, so that encoding a batch (JSON, compression: CPU) runs
+    /// while the one before it is written (the database's own thread):
+    /// this task gathers and encodes, a second one writes, in order, with
+    /// at most one encoded batch waiting between them.
+    async fn run(self, rx: mpsc::Receiver<Queued>) {
+        let writer = Arc::new(self);
+        let (encoded_tx, encoded_rx) = mpsc::channel(1);
+        let write_stage = tokio::spawn(Arc::clone(&writer).write_stage(encoded_rx));
+        writer.gather_stage(rx, encoded_tx).await;
+        if let Err(err) = write_stage.await {
+            tracing::error!(error = %err, "the store's write stage failed");
+        }
+        tracing::info!(
+            backend = writer.store.backend_name(),
+            "store writer stopped"
+        );
+    }
+
+    /// Gathers batches until `batch_max` items or `flush_interval`, encodes
+    /// them, and hands them to the write stage, until the channel closes.
+    async fn gather_stage(&self, mut rx: mpsc::Receiver<Queued>, out: mpsc::Sender<Encoded>) {
         let mut pending = WriteBatch::default();
-        // The room of what `pending` holds, given back after its flush.
+        // The room of what `pending` holds, given back once it is written.
         let mut held: Vec<OwnedSemaphorePermit> = Vec::new();
         let mut deadline = None;
-        let mut retention = tokio::time::interval(RETENTION_INTERVAL);
-        retention.set_missed_tick_behavior(MissedTickBehavior::Delay);
         loop {
             let flush_at = deadline.unwrap_or_else(|| Instant::now() + RETENTION_INTERVAL);
             tokio::select! {
@@ -169,26 +192,44 @@ impl StoreWriter {
                     pending.merge(batch);
                     held.push(room);
                     if pending.len() >= self.batch_max {
-                        self.flush(&mut pending).await;
-                        held.clear();
+                        self.encode(&mut pending, std::mem::take(&mut held), &out).await;
                         deadline = None;
                     }
                 }
                 () = tokio::time::sleep_until(flush_at), if deadline.is_some() => {
-                    self.flush(&mut pending).await;
-                    held.clear();
+                    self.encode(&mut pending, std::mem::take(&mut held), &out).await;
                     deadline = None;
+                }
+            }
+        }
+        self.encode(&mut pending, held, &out).await;
+    }
+
+    /// Writes encoded batches in order, and enforces retention between them.
+    async fn write_stage(self: Arc<Self>, mut rx: mpsc::Receiver<Encoded>) {
+        let mut retention = tokio::time::interval(RETENTION_INTERVAL);
+        retention.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                encoded = rx.recv() => {
+                    let Some(encoded) = encoded else { break };
+                    self.write(&encoded.rows).await;
+                    // The room comes back only now: what is held counts until written.
+                    drop(encoded.held);
                 }
                 _ = retention.tick() => self.enforce_retention().await,
             }
         }
-        self.flush(&mut pending).await;
-        tracing::info!(backend = self.store.backend_name(), "store writer stopped");
     }
 
-    /// Writes what is pending, retrying with backoff; gives up (and counts
-    /// the rows dropped) after [`MAX_ATTEMPTS`] or on data the store refuses.
-    async fn flush(&self, pending: &mut WriteBatch) {
+    /// Encodes what is pending and queues it for the write stage; a batch
+    /// the store cannot encode is dropped and counted.
+    async fn encode(
+        &self,
+        pending: &mut WriteBatch,
+        held: Vec<OwnedSemaphorePermit>,
+        out: &mpsc::Sender<Encoded>,
+    ) {
         let mut batch = std::mem::take(pending);
         let num_alerts = batch.alerts.len();
         batch.alerts.retain(super::codec::has_alert_id);
@@ -213,10 +254,21 @@ impl StoreWriter {
                 return;
             }
         };
+        if out.send(Encoded { rows, held }).await.is_err() {
+            tracing::error!(
+                items = num_items,
+                "the store's write stage has stopped; this batch is not stored"
+            );
+        }
+    }
+
+    /// Writes encoded rows, retrying with backoff; gives up (and counts the
+    /// rows dropped) after [`MAX_ATTEMPTS`] or on data the store refuses.
+    async fn write(&self, rows: &super::codec::BatchRows) {
         let num_rows = rows.num_rows() as u64;
         let mut wait = FIRST_RETRY;
         for attempt in 1..=MAX_ATTEMPTS {
-            let Err(err) = self.store.write_rows(&rows).await else {
+            let Err(err) = self.store.write_rows(rows).await else {
                 self.rows_written.fetch_add(num_rows, Ordering::Relaxed);
                 return;
             };
