@@ -4,6 +4,7 @@ use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
 
+use serde::ser::SerializeMap;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::Value;
 
@@ -151,9 +152,23 @@ impl fmt::Debug for Attributes {
     }
 }
 
+/// Written straight from the encoding, in the order given, each key once
+/// (its last value): no map is built, strings are not copied.
 impl Serialize for Attributes {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        self.to_map().serialize(serializer)
+        let records: Vec<&[u8]> = self.records().collect();
+        let keys: Vec<&[u8]> = records.iter().map(|kv| protobuf::raw_key(kv)).collect();
+        let mut map = serializer.serialize_map(None)?;
+        for (i, record) in records.iter().enumerate() {
+            if keys[i + 1..].contains(&keys[i]) {
+                continue;
+            }
+            let Ok(kv) = protobuf::split_key_value(record) else {
+                continue;
+            };
+            map.serialize_entry(kv.key, &protobuf::JsonValue(kv))?;
+        }
+        map.end()
     }
 }
 

@@ -350,7 +350,7 @@ pub fn observations_of(flow: &FlowDetail) -> Vec<Observation> {
     delivered.routed_queues = None;
     delivered.redelivered = Some(false);
     out.push(Observation::Deliver(delivered));
-    out.extend(flow.spans.iter().cloned().map(|s| Observation::Span(s)));
+    out.extend(flow.spans.iter().cloned().map(Observation::Span));
     out
 }
 
