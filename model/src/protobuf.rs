@@ -52,11 +52,13 @@ pub struct Reader<'a> {
 
 impl<'a> Reader<'a> {
     /// A reader at the start of a message.
+    #[inline]
     pub fn new(bytes: &'a [u8]) -> Self {
         Self { bytes }
     }
 
     /// The next field, `None` at the end of the message.
+    #[inline]
     pub fn field(&mut self) -> Result<Option<(u32, Wire<'a>)>> {
         if self.bytes.is_empty() {
             return Ok(None);
@@ -87,6 +89,7 @@ impl<'a> Reader<'a> {
         Ok(Some((number as u32, value)))
     }
 
+    #[inline]
     fn varint(&mut self) -> Result<u64> {
         // Most varints here (keys, lengths of short strings) are one byte.
         if let Some((&byte, rest)) = self.bytes.split_first()
@@ -109,6 +112,7 @@ impl<'a> Reader<'a> {
         malformed("a varint is cut short or too long")
     }
 
+    #[inline]
     fn take<const N: usize>(&mut self) -> Result<[u8; N]> {
         let Some((head, rest)) = self.bytes.split_first_chunk::<N>() else {
             return malformed("a fixed-width value is cut short");
@@ -119,6 +123,7 @@ impl<'a> Reader<'a> {
 }
 
 /// Text as UTF-8, or an error naming `what`.
+#[inline]
 pub fn utf8<'a>(bytes: &'a [u8], what: &str) -> Result<&'a str> {
     std::str::from_utf8(bytes).or_else(|_| malformed(format!("the {what} is not valid UTF-8")))
 }
@@ -237,6 +242,7 @@ impl serde::Serialize for AnyValueJson<'_> {
 
 /// A `KeyValue`'s key, and where its value is. Checks the fields' types,
 /// not the value's content.
+#[inline]
 pub fn split_key_value(bytes: &[u8]) -> Result<KeyValueRef<'_>> {
     let mut kv = KeyValueRef {
         key: "",
@@ -261,6 +267,7 @@ pub fn split_key_value(bytes: &[u8]) -> Result<KeyValueRef<'_>> {
 
 /// A `KeyValue`'s key as bytes, not checked (for finding a key among
 /// attributes that were checked when they arrived).
+#[inline]
 pub fn raw_key(bytes: &[u8]) -> &[u8] {
     let mut key: &[u8] = &[];
     let mut reader = Reader::new(bytes);
