@@ -1,6 +1,5 @@
 //! [`Attributes`]: a span's attributes, kept as their OTLP encoding.
 
-use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
 
@@ -45,11 +44,6 @@ impl Attributes {
     /// Whether there are none.
     pub fn is_empty(&self) -> bool {
         self.encoded.is_empty()
-    }
-
-    /// Bytes held (for memory accounting).
-    pub fn encoded_len(&self) -> usize {
-        self.encoded.len()
     }
 
     /// Each key-value, its value not yet read, in the order given (a key
@@ -97,17 +91,12 @@ impl Attributes {
 
     /// One attribute as text: a string (not empty) or a number, as the
     /// correlator reads ids and keys.
-    pub fn text(&self, key: &str) -> Option<Cow<'static, str>> {
+    pub fn text(&self, key: &str) -> Option<String> {
         match self.get(key)? {
-            Value::String(s) if !s.is_empty() => Some(Cow::Owned(s)),
-            Value::Number(n) => Some(Cow::Owned(n.to_string())),
+            Value::String(s) if !s.is_empty() => Some(s),
+            Value::Number(n) => Some(n.to_string()),
             _ => None,
         }
-    }
-
-    /// The keys, in the order given (a key may repeat).
-    pub fn keys(&self) -> impl Iterator<Item = &str> {
-        self.iter().map(|kv| kv.key)
     }
 
     /// All of them as a map.

@@ -89,18 +89,13 @@ fn span_from_otlp(mut span: Span, observed_unix_us: i64) -> Result<SpanObservati
         start_unix_us: nanos_to_micros(span.start_time_unix_nano),
         end_unix_us: nanos_to_micros(span.end_time_unix_nano),
         status: status_from_otlp(span.status),
-        messaging: messaging_attributes(&attributes),
+        messaging: MessagingAttributes::from_attributes(&attributes),
         attributes,
         events: span.events.into_iter().map(event_from_otlp).collect(),
         links,
         name: span.name,
         ..SpanObservation::default()
     })
-}
-
-/// The messaging attributes, read from the old or the new conventions.
-pub(super) fn messaging_attributes(attributes: &Attributes) -> Option<MessagingAttributes> {
-    MessagingAttributes::from_attributes(attributes)
 }
 
 fn link_from_otlp(link: span::Link, span: &Span) -> Result<SpanLink, ConvertError> {

@@ -19,11 +19,12 @@ use flowscope_model::protobuf::{
     self, ProtobufError, Reader, Wire, check_key_value, read_key_value,
 };
 use flowscope_model::{
-    Attributes, Observation, SpanEvent, SpanKind, SpanLink, SpanObservation, SpanStatus,
+    Attributes, MessagingAttributes, Observation, SpanEvent, SpanKind, SpanLink, SpanObservation,
+    SpanStatus,
 };
 use serde_json::Value;
 
-use super::convert::{ConvertError, UNKNOWN_SERVICE, hex, messaging_attributes, nanos_to_micros};
+use super::convert::{ConvertError, UNKNOWN_SERVICE, hex, nanos_to_micros};
 
 /// Why a request's bytes could not be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -245,7 +246,7 @@ fn finish_span(raw: RawSpan<'_>, observed_unix_us: i64) -> Result<SpanObservatio
         start_unix_us: nanos_to_micros(raw.start),
         end_unix_us: nanos_to_micros(raw.end),
         status,
-        messaging: messaging_attributes(&attributes),
+        messaging: MessagingAttributes::from_attributes(&attributes),
         attributes,
         events: raw.events,
         links,

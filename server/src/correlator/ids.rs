@@ -80,10 +80,7 @@ pub fn span_key(
     rules: &[(KeyRule, KeySource)],
 ) -> Option<(String, String)> {
     rules.iter().find_map(|(rule, source)| match source {
-        KeySource::Attribute(name) => span
-            .attributes
-            .text(name)
-            .map(|v| (rule.name.clone(), v.into_owned())),
+        KeySource::Attribute(name) => span.attributes.text(name).map(|v| (rule.name.clone(), v)),
         _ => None,
     })
 }
