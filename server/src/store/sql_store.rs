@@ -67,8 +67,8 @@ where
         statement: Statement<'_>,
         what: &'static str,
     ) -> Result<u64> {
-        let args = D::arguments(&statement.binds);
-        let done = sqlx::query_with(AssertSqlSafe(statement.sql), args)
+        let (sql, args) = statement.into_query::<D>();
+        let done = sqlx::query_with(AssertSqlSafe(sql), args)
             .execute(&self.pool)
             .await
             .map_err(StoreError::query(what))?;
@@ -80,8 +80,8 @@ where
     where
         T: for<'r> FromRow<'r, D::Row> + Send + Unpin,
     {
-        let args = D::arguments(&statement.binds);
-        sqlx::query_as_with(AssertSqlSafe(statement.sql), args)
+        let (sql, args) = statement.into_query::<D>();
+        sqlx::query_as_with(AssertSqlSafe(sql), args)
             .fetch_all(&self.pool)
             .await
             .map_err(StoreError::query(what))
@@ -92,8 +92,8 @@ where
     where
         T: for<'r> FromRow<'r, D::Row> + Send + Unpin,
     {
-        let args = D::arguments(&statement.binds);
-        sqlx::query_as_with(AssertSqlSafe(statement.sql), args)
+        let (sql, args) = statement.into_query::<D>();
+        sqlx::query_as_with(AssertSqlSafe(sql), args)
             .fetch_one(&self.pool)
             .await
             .map_err(StoreError::query(what))
@@ -113,19 +113,18 @@ where
         let mut tx = self.pool.begin().await.map_err(StoreError::query(what))?;
         let mut stored_keys = StoredKeys::new();
         for statement in stored_keys_queries(rows) {
-            let args = D::arguments(&statement.binds);
-            let found: Vec<(String, String)> =
-                sqlx::query_as_with(AssertSqlSafe(statement.sql), args)
-                    .fetch_all(&mut *tx)
-                    .await
-                    .map_err(StoreError::query(what))?;
+            let (sql, args) = statement.into_query::<D>();
+            let found: Vec<(String, String)> = sqlx::query_as_with(AssertSqlSafe(sql), args)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(StoreError::query(what))?;
             for (id, value) in found {
                 stored_keys.entry(id).or_default().insert(value);
             }
         }
         for statement in write_statements(rows, items, &stored_keys) {
-            let args = D::arguments(&statement.binds);
-            sqlx::query_with(AssertSqlSafe(statement.sql), args)
+            let (sql, args) = statement.into_query::<D>();
+            sqlx::query_with(AssertSqlSafe(sql), args)
                 .execute(&mut *tx)
                 .await
                 .map_err(StoreError::query(what))?;

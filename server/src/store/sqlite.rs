@@ -113,6 +113,10 @@ impl Dialect for Sqlite {
         args
     }
 
+    fn sql(sql: String, binds: usize) -> String {
+        super::sql::anonymous_placeholders(sql, binds)
+    }
+
     fn rows_affected(result: &SqliteQueryResult) -> u64 {
         result.rows_affected()
     }
