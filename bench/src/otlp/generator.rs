@@ -151,7 +151,7 @@ pub async fn run(client: &Client, template: &Template, load: Load) -> anyhow::Re
         }
         let permit = slots.clone().acquire_owned().await?;
         let (client, ok) = (client.clone(), ok.clone());
-        let body = template.stamp(index);
+        let body = template.stamp(index, super::now_unix_nanos());
         tasks.spawn(async move {
             if matches!(client.export(body).await, Ok(true)) {
                 ok.fetch_add(1, Ordering::Relaxed);

@@ -152,7 +152,7 @@ pub async fn run(args: OtlpArgs, repeats: usize) -> anyhow::Result<()> {
         );
     }
     if !args.no_pin {
-        pin_self(0)?;
+        pin_self("0")?;
     }
     let mut rows = Vec::new();
     if args.parts.contains(&Part::Steady) {
@@ -171,6 +171,10 @@ pub async fn run(args: OtlpArgs, repeats: usize) -> anyhow::Result<()> {
         lines.extend(series);
     }
     if args.parts.contains(&Part::Persist) {
+        // Both cores, shared by flowscope and the generator.
+        if !args.no_pin {
+            pin_self(&online_cpus())?;
+        }
         let (rows, series) = ramp::persisted(&args, transport).await?;
         ramp_rows.extend(rows);
         lines.extend(series);
@@ -199,24 +203,27 @@ pub async fn run(args: OtlpArgs, repeats: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Pins this process (all its threads) to one core with `taskset -a -p`.
-fn pin_self(core: usize) -> anyhow::Result<()> {
+/// Pins this process (all its threads) to `cpus` (a `taskset -c` list) with `taskset -a -p`.
+fn pin_self(cpus: &str) -> anyhow::Result<()> {
     let status = std::process::Command::new("taskset")
-        .args([
-            "-a",
-            "-p",
-            "-c",
-            &core.to_string(),
-            &std::process::id().to_string(),
-        ])
+        .args(["-a", "-p", "-c", cpus, &std::process::id().to_string()])
         .stdout(std::process::Stdio::null())
         .status()
         .context("running taskset (util-linux)")?;
     anyhow::ensure!(
         status.success(),
-        "taskset could not pin the generator to core {core}"
+        "taskset could not pin the generator to cores {cpus}"
     );
     Ok(())
+}
+
+/// The machine's online cores as a `taskset -c` list (`0-1`).
+fn online_cpus() -> String {
+    std::fs::read_to_string("/sys/devices/system/cpu/online")
+        .map(|list| list.trim().to_owned())
+        .ok()
+        .filter(|list| !list.is_empty())
+        .unwrap_or_else(|| "0-1023".into())
 }
 
 /// rotel and flowscope alternately at the steady rate.

@@ -10,8 +10,10 @@
 //!
 //! Requests are protobuf-encoded once into a [`Template`]; each request sent is
 //! a copy with its trace ids, message ids and order ids overwritten in place
-//! with the request's sequence number (they sit at known offsets), so every
-//! request carries new traces and new orders for the cost of a `memcpy`.
+//! with the request's sequence number, and its span times moved to the time
+//! of sending (they sit at known offsets), so every request carries new
+//! traces and new orders, timed as an exporter would, for the cost of a
+//! `memcpy`.
 
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value};
@@ -73,6 +75,8 @@ pub struct Template {
     bytes: Vec<u8>,
     trace_offsets: Vec<usize>,
     text_offsets: Vec<usize>,
+    /// Where each span start and end time sits, and its time after the template's.
+    time_offsets: Vec<(usize, u64)>,
     num_spans: usize,
 }
 
@@ -90,6 +94,7 @@ impl Template {
         Self {
             trace_offsets: find_all(&bytes, &TRACE_MAGIC),
             text_offsets: find_all(&bytes, TEXT_MAGIC),
+            time_offsets: find_times(&bytes, now_unix_nanos),
             bytes,
             num_spans,
         }
@@ -105,9 +110,13 @@ impl Template {
         self.bytes.len()
     }
 
-    /// The request number `seq` (from 0): fresh trace, message and order ids.
-    pub fn stamp(&self, seq: u64) -> Bytes {
+    /// The request number `seq` (from 0), sent at `now_unix_nanos`: fresh
+    /// trace, message and order ids, spans starting at `now_unix_nanos`.
+    pub fn stamp(&self, seq: u64, now_unix_nanos: u64) -> Bytes {
         let mut bytes = self.bytes.clone();
+        for &(at, after) in &self.time_offsets {
+            bytes[at..at + 8].copy_from_slice(&(now_unix_nanos + after).to_le_bytes());
+        }
         // Never all zeros: a trace id of zeros is invalid.
         let id = (seq + 1).to_be_bytes();
         for &at in &self.trace_offsets {
@@ -119,6 +128,26 @@ impl Template {
         }
         Bytes::from(bytes)
     }
+}
+
+/// The span times in an encoded request whose spans start at or after
+/// `base` (within a minute): each a `fixed64` field 7 or 8 of a span
+/// (tag bytes 0x39, 0x41), as (offset of the value, nanoseconds after `base`).
+fn find_times(bytes: &[u8], base: u64) -> Vec<(usize, u64)> {
+    const WITHIN_NANOS: u64 = 60_000_000_000;
+    let mut found = Vec::new();
+    let mut at = 0;
+    while at + 9 <= bytes.len() {
+        let value = u64::from_le_bytes(bytes[at + 1..at + 9].try_into().expect("8 bytes"));
+        let after = value.wrapping_sub(base);
+        if matches!(bytes[at], 0x39 | 0x41) && after < WITHIN_NANOS {
+            found.push((at + 1, after));
+            at += 9;
+        } else {
+            at += 1;
+        }
+    }
+    found
 }
 
 /// Offsets of every occurrence of `needle` (non-overlapping).
@@ -272,6 +301,8 @@ fn messaging_span(now: u64, order: usize, step: usize, operation: &str, routing_
 mod tests {
     use super::*;
 
+    const NOW: u64 = 1_700_000_000_000_000_000;
+
     fn decode(bytes: &[u8]) -> ExportTraceServiceRequest {
         ExportTraceServiceRequest::decode(bytes).unwrap()
     }
@@ -283,7 +314,7 @@ mod tests {
         assert_eq!(template.trace_offsets.len(), 100);
         let per_span = template.len() / template.num_spans();
         assert!((70..=90).contains(&per_span), "{per_span} B per span");
-        let request = decode(&template.stamp(0));
+        let request = decode(&template.stamp(0, NOW));
         let spans = &request.resource_spans[0].scope_spans[0].spans;
         assert!(spans.iter().all(|s| s.attributes.len() == 2));
     }
@@ -302,7 +333,10 @@ mod tests {
     #[test]
     fn stamping_gives_each_request_its_own_ids_and_stays_valid() {
         let template = Template::new(Payload::Messaging, 1_700_000_000_000_000_000);
-        let (first, second) = (decode(&template.stamp(0)), decode(&template.stamp(41)));
+        let (first, second) = (
+            decode(&template.stamp(0, NOW)),
+            decode(&template.stamp(41, NOW)),
+        );
         let span =
             |r: &ExportTraceServiceRequest| r.resource_spans[1].scope_spans[0].spans[3].clone();
         let (a, b) = (span(&first), span(&second));
@@ -315,6 +349,31 @@ mod tests {
         };
         assert_eq!(order(&a), "ord-0000000000000001-0003");
         assert_eq!(order(&b), "ord-000000000000002a-0003");
-        assert_eq!(template.stamp(7).len(), template.len());
+        assert_eq!(template.stamp(7, NOW).len(), template.len());
+    }
+
+    #[test]
+    fn stamping_times_each_request_at_its_sending() {
+        for payload in [Payload::Tiny, Payload::Messaging] {
+            let template = Template::new(payload, NOW);
+            assert_eq!(template.time_offsets.len(), 2 * template.num_spans());
+            let later = NOW + 3_600_000_000_123;
+            let spans = |r: ExportTraceServiceRequest| -> Vec<Span> {
+                let scopes = r.resource_spans.into_iter().flat_map(|r| r.scope_spans);
+                scopes.flat_map(|s| s.spans).collect()
+            };
+            let (first, second) = (
+                spans(decode(&template.stamp(0, NOW))),
+                spans(decode(&template.stamp(0, later))),
+            );
+            for (a, b) in first.iter().zip(&second) {
+                assert!(
+                    a.start_time_unix_nano >= NOW && a.end_time_unix_nano > a.start_time_unix_nano
+                );
+                assert_eq!(b.start_time_unix_nano - a.start_time_unix_nano, later - NOW);
+                assert_eq!(b.end_time_unix_nano - a.end_time_unix_nano, later - NOW);
+                assert_eq!((&a.name, &a.attributes), (&b.name, &b.attributes));
+            }
+        }
     }
 }

@@ -51,7 +51,7 @@ pub struct Spec {
     pub side: Side,
     /// The binary: `rotel-agent` or `flowscope`.
     pub program: PathBuf,
-    /// Pin to this core (`taskset -c`), or run on any.
+    /// Pin to this core (`taskset -c`), or run on every online core.
     pub core: Option<usize>,
     pub storage: Storage,
 }
@@ -94,14 +94,14 @@ impl Receiver {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         let (grpc, http) = (free_addr()?, free_addr()?);
-        let mut command = match spec.core {
-            Some(core) => {
-                let mut c = Command::new("taskset");
-                c.arg("-c").arg(core.to_string()).arg(&spec.program);
-                c
-            }
-            None => Command::new(&spec.program),
+        // Unpinned means every core: the bench itself may be pinned, and a
+        // child inherits its parent's cores.
+        let cpus = match spec.core {
+            Some(core) => core.to_string(),
+            None => super::online_cpus(),
         };
+        let mut command = Command::new("taskset");
+        command.arg("-c").arg(cpus).arg(&spec.program);
         let mut api = None;
         match spec.side {
             Side::Rotel => {

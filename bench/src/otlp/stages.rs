@@ -81,9 +81,11 @@ fn measure(payload: Payload, requests: u64) -> anyhow::Result<(Stages, usize)> {
     .map_err(anyhow::Error::msg)?;
     let mut stages = Stages::default();
     for seq in 0..requests {
-        let request = template.stamp(seq);
+        // Simulated time: 100 ms per 10 requests, as at 10k spans/s.
+        let at = now + seq as i64 * 10_000;
+        let request = template.stamp(seq, at as u64 * 1_000);
         let started = Instant::now();
-        let observations = spans_from_protobuf(&request, now)?;
+        let observations = spans_from_protobuf(&request, at)?;
         stages.read += started.elapsed();
         stages.spans += observations.len() as u64;
 
@@ -93,8 +95,6 @@ fn measure(payload: Payload, requests: u64) -> anyhow::Result<(Stages, usize)> {
         }
         stages.ingest += started.elapsed();
 
-        // Simulated time: 100 ms per 10 requests, as at 10k spans/s.
-        let at = now + seq as i64 * 10_000;
         if seq % 10 == 9 {
             let started = Instant::now();
             std::hint::black_box(correlator.take_summaries(at));
