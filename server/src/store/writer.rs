@@ -30,7 +30,7 @@ pub const WRITER_CHANNEL_BATCHES: usize = 64;
 /// Items (observations, flows, alerts) queued or being written, at most,
 /// before senders wait: a few seconds of writing, so that what is accepted
 /// can be written when flowscope stops.
-pub const BUFFERED_ITEMS_MAX: usize = 16_384;
+pub const BUFFERED_ITEMS_MAX: usize = 65_536;
 /// How often old rows are deleted (and once at start).
 pub const RETENTION_INTERVAL: Duration = Duration::from_secs(3600);
 /// Attempts at one write before its rows are given up: about a minute of
