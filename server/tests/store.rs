@@ -238,8 +238,24 @@ async fn an_upsert_changes_status_and_keys(db: TestDb) {
     assert!(store.lookup("msg-1-2").await.unwrap().is_empty());
     assert_eq!(store.lookup("order-1-renamed").await.unwrap(), ["flow-1"]);
     assert_eq!(store.lookup("msg-1-replaced").await.unwrap(), ["flow-1"]);
-    assert_eq!(store.flow("flow-1").await.unwrap(), Some(flow));
+    assert_eq!(store.flow("flow-1").await.unwrap(), Some(flow.clone()));
     assert_eq!(store.stats().await.unwrap().num_flows, 1);
+
+    // Rewritten once more with a key added and none lost: old and new keys find it.
+    let mut extra = flow.messages[0].clone();
+    extra.properties.message_id = Some("msg-1-extra".into());
+    flow.messages.push(extra);
+    store
+        .write(WriteBatch {
+            flows: vec![flow.clone()],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    for key in ["msg-1-extra", "msg-1-replaced", "order-1-renamed"] {
+        assert_eq!(store.lookup(key).await.unwrap(), ["flow-1"], "{key}");
+    }
+    assert!(store.lookup("order-1").await.unwrap().is_empty());
 }
 
 async fn deleted_flows_disappear(db: TestDb) {
@@ -333,6 +349,17 @@ async fn retention_by_age_deletes_old_rows_and_keeps_new_ones(db: TestDb) {
     assert_eq!(history, [sample("payment.orders", new, 2)]);
     assert_eq!(store.alerts(10).await.unwrap(), [alert("new", new)]);
     assert_eq!(store.enforce_retention(now).await.unwrap().num_deleted(), 0);
+
+    // A flow retention deleted and written again (still live) is found by its keys again.
+    let again = order_flow(1, FlowStatus::Completed, "PaymentProcessed", now);
+    store
+        .write(WriteBatch {
+            flows: vec![again],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(store.lookup("order-1").await.unwrap(), ["flow-1"]);
 }
 
 async fn the_size_bound_deletes_oldest_rows_first(mut db: TestDb) {

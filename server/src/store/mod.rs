@@ -58,6 +58,7 @@ mod sql;
 mod sql_store;
 mod sqlite;
 mod writer;
+mod written_keys;
 
 use std::sync::{Arc, Mutex};
 

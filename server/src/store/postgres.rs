@@ -211,6 +211,8 @@ impl RetentionOps for PgStore {
     }
 
     async fn delete_rows(&self, sql: String, arg: i64) -> Result<u64> {
+        // Flows retention deletes may come back (a live flow rewritten).
+        self.forget_written_keys();
         let mut statement = Statement::new(sql);
         statement.binds.push(Bind::Int(arg));
         self.execute(statement, "delete old rows").await

@@ -170,11 +170,13 @@ fn in_list<'r>(head: &str, ids: &[&'r str]) -> Vec<Statement<'r>> {
 /// The lookup keys stored for some flows before a write: flow id → values.
 pub(super) type StoredKeys = HashMap<String, HashSet<String>>;
 
-/// The queries reading the stored keys of the batch's flows (`flow_id, value`
+/// The queries reading the stored keys of these flows (`flow_id, value`
 /// rows), run in the write's transaction before [`write_statements`].
-pub(super) fn stored_keys_queries(rows: &BatchRows) -> Vec<Statement<'_>> {
-    let ids: Vec<&str> = rows.flows.iter().map(|f| f.id.as_str()).collect();
-    in_list("SELECT flow_id, value FROM flow_keys WHERE flow_id", &ids)
+pub(super) fn stored_keys_queries<'r>(flow_ids: &[&'r str]) -> Vec<Statement<'r>> {
+    in_list(
+        "SELECT flow_id, value FROM flow_keys WHERE flow_id",
+        flow_ids,
+    )
 }
 
 /// The statements that write a batch, in order; `items` is each flow's

@@ -2,6 +2,7 @@
 //! connection pool running the statements of [`super::sql`].
 
 use std::marker::PhantomData;
+use std::sync::{Arc, Mutex};
 
 use flowscope_model::{FlowDetail, FlowSummary, QueueSample};
 use serde_json::Value;
@@ -13,6 +14,7 @@ use super::sql::{
     QUEUE_RANGE, QUEUE_SAMPLES, QUEUE_SAMPLES_BUCKETED, Statement, StoredKeys, blocks_by_id,
     push_flow_where, stored_keys_queries, to_i64, write_statements,
 };
+use super::written_keys::WrittenKeys;
 use super::{FlowFilter, Result, StoreError, blocking, read};
 
 /// Blocks read per query by `observations_since`: ~5 MB of JSON at most.
@@ -27,12 +29,18 @@ pub(super) type Counts = (i64, i64, i64, i64, i64);
 #[derive(Debug)]
 pub(super) struct SqlStore<D: Database> {
     pub(super) pool: Pool<D>,
+    /// The keys this store wrote for recent flows (shared by its clones).
+    written_keys: Arc<Mutex<WrittenKeys>>,
     dialect: PhantomData<D>,
 }
 
 impl<D: Database> Clone for SqlStore<D> {
     fn clone(&self) -> Self {
-        Self::new(self.pool.clone())
+        Self {
+            pool: self.pool.clone(),
+            written_keys: self.written_keys.clone(),
+            dialect: PhantomData,
+        }
     }
 }
 
@@ -40,8 +48,15 @@ impl<D: Database> SqlStore<D> {
     pub(super) fn new(pool: Pool<D>) -> Self {
         Self {
             pool,
+            written_keys: Arc::default(),
             dialect: PhantomData,
         }
+    }
+
+    /// Rows were deleted behind the writer's back (retention): what it
+    /// remembers having written is read from the store again.
+    pub(super) fn forget_written_keys(&self) {
+        *self.written_keys.lock().unwrap_or_else(|p| p.into_inner()) = WrittenKeys::default();
     }
 }
 
@@ -110,9 +125,23 @@ where
     /// Writes a batch in one transaction; `items` is each flow's `items` column.
     pub(super) async fn write(&self, rows: &BatchRows, items: &[Vec<u8>]) -> Result<()> {
         let what = "write a batch";
-        let mut tx = self.pool.begin().await.map_err(StoreError::query(what))?;
+        // The stored keys of the flows this store wrote recently are known;
+        // the others' are read in the write's transaction.
         let mut stored_keys = StoredKeys::new();
-        for statement in stored_keys_queries(rows) {
+        let mut unknown: Vec<&str> = Vec::new();
+        {
+            let written = self.written_keys.lock().unwrap_or_else(|p| p.into_inner());
+            for flow in &rows.flows {
+                match written.stored(&flow.id, &flow.keys) {
+                    Some(stored) => {
+                        stored_keys.insert(flow.id.clone(), stored);
+                    }
+                    None => unknown.push(&flow.id),
+                }
+            }
+        }
+        let mut tx = self.pool.begin().await.map_err(StoreError::query(what))?;
+        for statement in stored_keys_queries(&unknown) {
             let (sql, args) = statement.into_query::<D>();
             let found: Vec<(String, String)> = sqlx::query_as_with(AssertSqlSafe(sql), args)
                 .fetch_all(&mut *tx)
@@ -129,7 +158,15 @@ where
                 .await
                 .map_err(StoreError::query(what))?;
         }
-        tx.commit().await.map_err(StoreError::query(what))
+        tx.commit().await.map_err(StoreError::query(what))?;
+        let mut written = self.written_keys.lock().unwrap_or_else(|p| p.into_inner());
+        for flow in &rows.flows {
+            written.wrote(&flow.id, &flow.keys);
+        }
+        for id in &rows.deleted_flows {
+            written.forget(id);
+        }
+        Ok(())
     }
 
     pub(super) async fn flows(&self, filter: &FlowFilter) -> Result<(Vec<FlowSummary>, u64)> {
