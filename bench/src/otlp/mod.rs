@@ -173,7 +173,7 @@ pub async fn run(args: OtlpArgs, repeats: usize) -> anyhow::Result<()> {
     if args.parts.contains(&Part::Persist) {
         // Both cores, shared by flowscope and the generator.
         if !args.no_pin {
-            pin_self(&online_cpus())?;
+            pin_self(&online_cpus()?)?;
         }
         let (rows, series) = ramp::persisted(&args, transport).await?;
         ramp_rows.extend(rows);
@@ -218,12 +218,12 @@ fn pin_self(cpus: &str) -> anyhow::Result<()> {
 }
 
 /// The machine's online cores as a `taskset -c` list (`0-1`).
-fn online_cpus() -> String {
-    std::fs::read_to_string("/sys/devices/system/cpu/online")
-        .map(|list| list.trim().to_owned())
-        .ok()
-        .filter(|list| !list.is_empty())
-        .unwrap_or_else(|| "0-1023".into())
+fn online_cpus() -> anyhow::Result<String> {
+    const ONLINE: &str = "/sys/devices/system/cpu/online";
+    let list = std::fs::read_to_string(ONLINE)
+        .with_context(|| format!("reading {ONLINE} (the cores to run on)"))?;
+    anyhow::ensure!(!list.trim().is_empty(), "{ONLINE} lists no core");
+    Ok(list.trim().to_owned())
 }
 
 /// rotel and flowscope alternately at the steady rate.

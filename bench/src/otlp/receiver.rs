@@ -98,7 +98,7 @@ impl Receiver {
         // child inherits its parent's cores.
         let cpus = match spec.core {
             Some(core) => core.to_string(),
-            None => super::online_cpus(),
+            None => super::online_cpus()?,
         };
         let mut command = Command::new("taskset");
         command.arg("-c").arg(cpus).arg(&spec.program);
