@@ -167,11 +167,13 @@ async fn orders_on_demand_and_the_load_rate_steer_a_running_demo() {
         .ended_flow(marker["order_ids"][0].as_str().unwrap())
         .await;
     let marker_started = marker["started_unix_us"].as_i64().unwrap();
-    assert_eq!(
-        api.order_flows_since(marker_started + 1).await.unwrap(),
-        0,
-        "an order flow started after the load was set to 0"
-    );
+    // Zero, given a moment: once, with the whole suite running, one flow was
+    // counted right after the marker ended and not found since. An order the
+    // stopped load still placed would stay, and fail this.
+    eventually(WAIT, "no order flow started after the marker", || async {
+        Ok((api.order_flows_since(marker_started + 1).await? == 0).then_some(()))
+    })
+    .await;
 
     // Rate 5 again: the load resumes.
     api.set_rate(5.0).await;
