@@ -11,7 +11,7 @@ mod store_common;
 use std::sync::Arc;
 
 use flowscope_collectors::pipeline::Metrics;
-use flowscope_model::{Body, FlowStatus, Observation, now_unix_us};
+use flowscope_model::{Body, FlowDetail, FlowStatus, Observation, now_unix_us};
 use flowscope_server::store::{FlowFilter, Store, StoreConfig, StoreWriter, WriteBatch};
 use store_common::*;
 
@@ -197,16 +197,19 @@ async fn a_batch_reads_back_through_every_query(db: TestDb) {
     assert!(stats.size_bytes > 0, "{stats:?}");
 }
 
+/// Writes flows alone, as the engine does when they change.
+async fn write_flows(store: &Store, flows: Vec<FlowDetail>) {
+    let batch = WriteBatch {
+        flows,
+        ..Default::default()
+    };
+    store.write(batch).await.unwrap();
+}
+
 async fn an_upsert_changes_status_and_keys(db: TestDb) {
     let store = db.open().await;
     let mut flow = order_flow(1, FlowStatus::InFlight, "PaymentProcessed", T0);
-    store
-        .write(WriteBatch {
-            flows: vec![flow.clone()],
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    write_flows(&store, vec![flow.clone()]).await;
     assert_eq!(store.lookup("order-1").await.unwrap(), ["flow-1"]);
 
     flow.summary.status = FlowStatus::Completed;
@@ -216,13 +219,7 @@ async fn an_upsert_changes_status_and_keys(db: TestDb) {
     for m in &mut flow.messages {
         m.properties.correlation_id = flow.summary.key.clone();
     }
-    store
-        .write(WriteBatch {
-            flows: vec![flow.clone()],
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    write_flows(&store, vec![flow.clone()]).await;
 
     let completed = FlowFilter {
         status: Some(FlowStatus::Completed),
@@ -245,13 +242,7 @@ async fn an_upsert_changes_status_and_keys(db: TestDb) {
     let mut extra = flow.messages[0].clone();
     extra.properties.message_id = Some("msg-1-extra".into());
     flow.messages.push(extra);
-    store
-        .write(WriteBatch {
-            flows: vec![flow.clone()],
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    write_flows(&store, vec![flow.clone()]).await;
     for key in ["msg-1-extra", "msg-1-replaced", "order-1-renamed"] {
         assert_eq!(store.lookup(key).await.unwrap(), ["flow-1"], "{key}");
     }
@@ -352,13 +343,7 @@ async fn retention_by_age_deletes_old_rows_and_keeps_new_ones(db: TestDb) {
 
     // A flow retention deleted and written again (still live) is found by its keys again.
     let again = order_flow(1, FlowStatus::Completed, "PaymentProcessed", now);
-    store
-        .write(WriteBatch {
-            flows: vec![again],
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    write_flows(&store, vec![again]).await;
     assert_eq!(store.lookup("order-1").await.unwrap(), ["flow-1"]);
 }
 
