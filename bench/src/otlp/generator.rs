@@ -51,6 +51,10 @@ pub struct Load {
     /// How long to send for (the request count follows from the rate).
     pub duration: Duration,
     pub max_in_flight: usize,
+    /// The sequence number of the first request: a load that follows another
+    /// on the same receiver starts where it ended, so that no trace, message
+    /// or order id comes twice (a repeated id joins the earlier flow).
+    pub first_seq: u64,
 }
 
 /// What was sent and what was accepted.
@@ -151,7 +155,7 @@ pub async fn run(client: &Client, template: &Template, load: Load) -> anyhow::Re
         }
         let permit = slots.clone().acquire_owned().await?;
         let (client, ok) = (client.clone(), ok.clone());
-        let body = template.stamp(index, super::now_unix_nanos());
+        let body = template.stamp(load.first_seq + index, super::now_unix_nanos());
         tasks.spawn(async move {
             if matches!(client.export(body).await, Ok(true)) {
                 ok.fetch_add(1, Ordering::Relaxed);

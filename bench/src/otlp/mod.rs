@@ -300,11 +300,13 @@ async fn steady_run(
         spans_per_sec: args.rate,
         duration: WARM_UP,
         max_in_flight: generator::DEFAULT_MAX_IN_FLIGHT,
+        first_seq: 0,
     };
-    generator::run(&client, &template, warm).await?;
+    let warmed = generator::run(&client, &template, warm).await?;
     let before = receiver.counters().await?;
     let load = Load {
         duration: Duration::from_secs(args.secs),
+        first_seq: warmed.num_requests,
         ..warm
     };
     let (report, usage) = measured_load(&receiver, &client, &template, load).await?;

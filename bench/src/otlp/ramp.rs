@@ -83,14 +83,17 @@ async fn ramp(
     let client = Client::connect(transport, addr).await?;
     let mut steps = Vec::new();
     let mut lossy_in_a_row = 0;
+    let mut next_seq = 0;
     for &target in &args.ramp {
         let before = receiver.counters().await?;
         let load = Load {
             spans_per_sec: target,
             duration: Duration::from_secs(args.ramp_secs),
             max_in_flight: generator::DEFAULT_MAX_IN_FLIGHT,
+            first_seq: next_seq,
         };
         let report = generator::run(&client, template, load).await?;
+        next_seq += report.num_requests;
         let after = settled_counters(receiver).await?;
         let (received, dropped) = (
             after.received - before.received,
