@@ -144,6 +144,14 @@ pub fn queue_href(vhost: &str, name: &str) -> String {
     format!("/queues/{}/{}", path_segment(vhost), path_segment(name))
 }
 
+/// A flow id cut to its last 8 characters, for a link among others: ids
+/// begin with the time first seen (alike for flows of the same minute) and
+/// end with a hash (different).
+pub fn short_flow_id(id: &str) -> String {
+    let skip = id.chars().count().saturating_sub(8);
+    id.chars().skip(skip).collect()
+}
+
 /// The UI path of a flow's page.
 pub fn flow_href(id: &str) -> String {
     format!("/flows/{}", path_segment(id))
@@ -187,6 +195,12 @@ mod tests {
         assert_eq!(count_of(1, "message", "messages"), "1 message");
         assert_eq!(count_of(0, "message", "messages"), "0 messages");
         assert_eq!(count_of(3, "message", "messages"), "3 messages");
+    }
+
+    #[test]
+    fn short_flow_ids_keep_the_distinct_end() {
+        assert_eq!(short_flow_id("f1kX9_aB3cD4eF5gH"), "cD4eF5gH");
+        assert_eq!(short_flow_id("f12"), "f12");
     }
 
     #[test]

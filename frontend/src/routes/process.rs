@@ -210,7 +210,7 @@ fn Variants(variants: Vec<ProcessVariant>) -> impl IntoView {
                         </td>
                         <td>
                             {v.example_flow_ids.into_iter().take(3).map(|id| view! {
-                                <A href=format::flow_href(&id)>{id.chars().take(8).collect::<String>()}</A>" "
+                                <A href=format::flow_href(&id)>{format::short_flow_id(&id)}</A>" "
                             }).collect_view()}
                         </td>
                     </tr>

@@ -170,7 +170,7 @@ impl Correlator {
         found.sort();
         let target = match found.len() {
             0 => {
-                let id = flow_id(ids.first());
+                let id = flow_id(ids.first(), at);
                 self.flows.entry(id.clone()).or_insert_with(|| FlowState {
                     id: id.clone(),
                     first_unix_us: at,
@@ -450,9 +450,21 @@ fn ident_is_empty(ident: &Ident) -> bool {
     }
 }
 
-/// A flow's id, stable for the identifier it was first seen by (so a replay
-/// after a restart gives the same ids).
-fn flow_id(first: Option<&Ident>) -> String {
+/// Digits of a flow id, in ASCII order, so that ids compare as the numbers
+/// they spell (URL-safe: `-`, `0-9`, `A-Z`, `_`, `a-z`).
+const ID_DIGITS: &[u8; 64] = b"-0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ_abcdefghijklmnopqrstuvwxyz";
+
+/// A flow's id: `f`, the second it was first seen (6 digits of 6 bits, up to
+/// the year 4147), and a 60-bit hash of the identifier it was first seen by
+/// (10 digits). Both come from the observation, so a replay after a restart
+/// gives the same ids.
+///
+/// Ids sort by time, like a UUIDv7's: a store appends new flows at the end
+/// of its indexes (by id, and its flow keys by flow). Ids that were a bare
+/// hash put each new flow at a random place, and with a large store every
+/// write dirtied a page per flow and index (measured: a write's commit time
+/// per flow doubled over a minute at 60k spans/s).
+fn flow_id(first: Option<&Ident>, first_seen_unix_us: i64) -> String {
     use std::hash::{Hash, Hasher};
     // FNV-1a: stable across processes and releases, unlike DefaultHasher.
     struct Fnv(u64);
@@ -468,5 +480,68 @@ fn flow_id(first: Option<&Ident>) -> String {
     }
     let mut h = Fnv(0xcbf2_9ce4_8422_2325);
     first.map(Ident::text).unwrap_or_default().hash(&mut h);
-    format!("f{:016x}", h.finish())
+    let secs = (first_seen_unix_us.max(0) / 1_000_000).min((1 << 36) - 1) as u64;
+    let mut id = String::with_capacity(17);
+    id.push('f');
+    let digits = |value: u64, n: u32, id: &mut String| {
+        for i in (0..n).rev() {
+            id.push(char::from(ID_DIGITS[(value >> (6 * i) & 63) as usize]));
+        }
+    };
+    digits(secs, 6, &mut id);
+    digits(h.finish() >> 4, 10, &mut id);
+    id
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{ID_DIGITS, Ident, flow_id};
+
+    const SECOND: i64 = 1_000_000;
+
+    #[test]
+    fn flow_ids_sort_by_the_second_first_seen() {
+        let t = 1_795_000_000 * SECOND;
+        let ids: Vec<String> = (0..500)
+            .map(|i| {
+                flow_id(
+                    Some(&Ident::Key("shop.order_id".into(), format!("ord-{i}"))),
+                    t + i * SECOND / 3,
+                )
+            })
+            .collect();
+        for pair in ids.windows(2) {
+            let (a, b) = (&pair[0][..7], &pair[1][..7]);
+            assert!(a <= b, "{} then {}: not in time order", pair[0], pair[1]);
+        }
+        assert!(ids[0] < ids[499]);
+        // Years apart too, and a time before 1970 sorts first.
+        assert!(flow_id(None, -5) < flow_id(None, t));
+        assert!(flow_id(None, t) < flow_id(None, t + 3_000 * 86_400 * SECOND));
+    }
+
+    #[test]
+    fn flow_ids_are_stable_distinct_and_url_safe() {
+        let t = 1_795_000_000 * SECOND + 123;
+        let key = |k: &str| Ident::Key("shop.order_id".into(), k.to_owned());
+        assert_eq!(
+            flow_id(Some(&key("ord-1")), t),
+            flow_id(Some(&key("ord-1")), t)
+        );
+        let mut seen: Vec<String> = (0..10_000)
+            .map(|i| flow_id(Some(&key(&format!("ord-{i}"))), t))
+            .collect();
+        seen.sort();
+        seen.dedup();
+        assert_eq!(seen.len(), 10_000, "two identifiers got one id");
+        for id in &seen {
+            assert_eq!(id.len(), 17);
+            assert!(id.starts_with('f'));
+            assert!(id[1..].bytes().all(|b| ID_DIGITS.contains(&b)), "{id}");
+        }
+        assert!(
+            ID_DIGITS.windows(2).all(|w| w[0] < w[1]),
+            "digits out of ASCII order"
+        );
+    }
 }
