@@ -68,6 +68,9 @@ pub struct FlowState {
     /// The hops as of the last judgement (they change only with what the
     /// flow holds, so time-driven re-judging reuses them).
     pub hops: Vec<Hop>,
+    /// When time alone may next change its status (a wait crossing a
+    /// threshold): the tick re-judges it only then. `None`: never.
+    pub next_check_unix_us: Option<i64>,
 }
 
 impl FlowState {

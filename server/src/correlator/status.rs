@@ -129,6 +129,60 @@ pub fn evaluate(
     (FlowStatus::InFlight, None)
 }
 
+/// The earliest time after `after_unix_us` at which [`evaluate`] may answer
+/// otherwise for a flow that receives nothing new: when one of its waits
+/// crosses a threshold. Early is safe (the flow is judged again and found
+/// unchanged), late is not; `None` when time alone changes nothing.
+pub fn next_change(
+    flow: &FlowState,
+    hops: &[Hop],
+    config: &CorrelationConfig,
+    status: FlowStatus,
+    after_unix_us: i64,
+) -> Option<i64> {
+    if status.is_final() {
+        return None;
+    }
+    if status == FlowStatus::Stuck {
+        // Its reason counts the seconds waited.
+        return Some(after_unix_us + 1);
+    }
+    let ms = |v: u64| v as i64 * 1000;
+    let mut candidates = Vec::with_capacity(hops.len() + 1);
+    if config.terminal_events.is_empty() {
+        candidates.push(flow.last_unix_us + secs(config.quiescence_secs));
+    } else {
+        candidates.push(flow.first_unix_us + secs(config.flow_deadline_secs) + 1);
+    }
+    let mut failing = false;
+    for hop in hops {
+        if hop.queue.is_some()
+            && let Some(published) = hop.published_unix_us
+            && hop.delivered_unix_us.is_none()
+        {
+            candidates.push(published + ms(config.queue_wait_ms) + 1);
+        }
+        if let Some(delivered) = hop.delivered_unix_us
+            && hop.processed_unix_us.is_none()
+        {
+            candidates.push(delivered + ms(config.processing_ms) + 1);
+        }
+        failing |= hop.failed && hop.processed_unix_us.is_none();
+    }
+    if failing {
+        // A retrying consumer fails once the processing time passes after
+        // its last error (or the flow's last activity).
+        candidates.push(flow.last_unix_us + ms(config.processing_ms));
+        candidates.extend(
+            flow.spans
+                .iter()
+                .filter(|s| s.status.is_error())
+                .map(|s| s.end_unix_us + ms(config.processing_ms)),
+        );
+    }
+    candidates.into_iter().filter(|&t| t > after_unix_us).min()
+}
+
 fn secs(s: u64) -> i64 {
     s as i64 * 1_000_000
 }
