@@ -36,6 +36,8 @@ struct Stages {
     judge: Duration,
     tick: Duration,
     spans: u64,
+    /// One tick with no traffic (the live flows of the end, none due).
+    idle_tick: Duration,
 }
 
 impl Stages {
@@ -46,23 +48,25 @@ impl Stages {
 
 /// Runs each payload through the stages as the server does (a take of the
 /// changes every 10 requests, that is every 100 ms at 10k spans/s; a tick
-/// every 50), and prints µs per span.
+/// every 50), and prints µs per span; then what a tick costs once the
+/// traffic stops.
 pub fn run(args: StagesArgs) -> anyhow::Result<()> {
     println!(
-        "| payload | read µs/span | correlate µs/span | judge µs/span | tick µs/span | total µs/span | live flows at end |"
+        "| payload | read µs/span | correlate µs/span | judge µs/span | tick µs/span | total µs/span | live flows at end | idle tick ms |"
     );
-    println!("|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|");
     for payload in &args.payload {
         let (stages, num_flows) = measure(*payload, args.requests)?;
         let total = stages.read + stages.ingest + stages.judge + stages.tick;
         println!(
-            "| {} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {num_flows} |",
+            "| {} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {num_flows} | {:.3} |",
             payload.letter(),
             stages.per_span(stages.read),
             stages.per_span(stages.ingest),
             stages.per_span(stages.judge),
             stages.per_span(stages.tick),
             stages.per_span(total),
+            stages.idle_tick.as_secs_f64() * 1e3,
         );
     }
     Ok(())
@@ -106,5 +110,16 @@ fn measure(payload: Payload, requests: u64) -> anyhow::Result<(Stages, usize)> {
             stages.tick += started.elapsed();
         }
     }
+    // Then the traffic stops: ticks every 500 ms for 5 s (before any flow
+    // has been quiet for the 10 s that completes it).
+    let last = now + requests as i64 * 10_000;
+    let started = Instant::now();
+    for i in 1..=IDLE_TICKS {
+        correlator.tick(last + i * 500_000);
+    }
+    stages.idle_tick = started.elapsed() / IDLE_TICKS as u32;
     Ok((stages, correlator.num_flows()))
 }
+
+/// Ticks timed after the traffic stops.
+const IDLE_TICKS: i64 = 10;
