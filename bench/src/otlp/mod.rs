@@ -39,8 +39,6 @@ const DEFAULT_ROTEL: &str =
     "/var/tmp/flowscope-bench-venv/lib/python3.11/site-packages/rotel/rotel-agent";
 /// Bytes in a MiB.
 const MIB: f64 = 1024.0 * 1024.0;
-/// Load before the measured window: connections made, caches warm.
-const WARM_UP: Duration = Duration::from_secs(2);
 
 /// `flowscope-bench otlp`.
 #[derive(Debug, Clone, clap::Args)]
@@ -69,6 +67,11 @@ pub struct OtlpArgs {
     /// Seconds measured per steady run.
     #[arg(long, default_value_t = 15)]
     pub secs: u64,
+    /// Seconds of load before a steady run's window. flowscope's live set
+    /// fills for `max_live_flows` / new flows per second (10 s at 10k spans/s
+    /// of B); a longer warm-up measures it full, as after start-up.
+    #[arg(long, default_value_t = 2)]
+    pub warm_secs: u64,
     /// Offered rates of the ramp, spans per second.
     #[arg(
         long,
@@ -298,7 +301,7 @@ async fn steady_run(
     let client = Client::connect(transport, addr).await?;
     let warm = Load {
         spans_per_sec: args.rate,
-        duration: WARM_UP,
+        duration: Duration::from_secs(args.warm_secs),
         max_in_flight: generator::DEFAULT_MAX_IN_FLIGHT,
         first_seq: 0,
     };
