@@ -148,11 +148,17 @@ pub fn next_change(
         return Some(after_unix_us + 1);
     }
     let ms = |v: u64| v as i64 * 1000;
-    let mut candidates = Vec::with_capacity(hops.len() + 1);
+    // The earliest crossing still ahead (no allocation: this runs at every judgement).
+    let mut next: Option<i64> = None;
+    let mut consider = |t: i64| {
+        if t > after_unix_us {
+            next = Some(next.map_or(t, |n| n.min(t)));
+        }
+    };
     if config.terminal_events.is_empty() {
-        candidates.push(flow.last_unix_us + secs(config.quiescence_secs));
+        consider(flow.last_unix_us + secs(config.quiescence_secs));
     } else {
-        candidates.push(flow.first_unix_us + secs(config.flow_deadline_secs) + 1);
+        consider(flow.first_unix_us + secs(config.flow_deadline_secs) + 1);
     }
     let mut failing = false;
     for hop in hops {
@@ -160,27 +166,24 @@ pub fn next_change(
             && let Some(published) = hop.published_unix_us
             && hop.delivered_unix_us.is_none()
         {
-            candidates.push(published + ms(config.queue_wait_ms) + 1);
+            consider(published + ms(config.queue_wait_ms) + 1);
         }
         if let Some(delivered) = hop.delivered_unix_us
             && hop.processed_unix_us.is_none()
         {
-            candidates.push(delivered + ms(config.processing_ms) + 1);
+            consider(delivered + ms(config.processing_ms) + 1);
         }
         failing |= hop.failed && hop.processed_unix_us.is_none();
     }
     if failing {
         // A retrying consumer fails once the processing time passes after
         // its last error (or the flow's last activity).
-        candidates.push(flow.last_unix_us + ms(config.processing_ms));
-        candidates.extend(
-            flow.spans
-                .iter()
-                .filter(|s| s.status.is_error())
-                .map(|s| s.end_unix_us + ms(config.processing_ms)),
-        );
+        consider(flow.last_unix_us + ms(config.processing_ms));
+        for span in flow.spans.iter().filter(|s| s.status.is_error()) {
+            consider(span.end_unix_us + ms(config.processing_ms));
+        }
     }
-    candidates.into_iter().filter(|&t| t > after_unix_us).min()
+    next
 }
 
 fn secs(s: u64) -> i64 {
