@@ -28,6 +28,7 @@ use serde_json::Value;
 mod alert;
 mod attributes;
 mod flow;
+mod ids;
 mod live;
 pub mod protobuf;
 mod span;
@@ -39,8 +40,11 @@ pub use flow::{
     FlowDetail, FlowReason, FlowStatus, FlowSummary, Hop, ProcessMap, ProcessStep,
     ProcessTransition, ProcessVariant,
 };
+pub use ids::{IdError, SpanId, TraceId};
 pub use live::{LiveSnapshot, LiveStats, LiveUpdate, QueueState, StreamMessage};
-pub use span::{MessagingAttributes, SpanEvent, SpanKind, SpanLink, SpanObservation, SpanStatus};
+pub use span::{
+    MessagingAttributes, SpanEvent, SpanKind, SpanLink, SpanObservation, SpanStatus, StatusCode,
+};
 pub use topology::{
     BindingInfo, ConnectionInfo, ConsumerInfo, DeadLetterEdge, ExchangeInfo, QueueInfo,
     QueueSample, SampleSource, TopologySnapshot,

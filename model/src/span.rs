@@ -1,27 +1,33 @@
 //! Spans received over OTLP, with their messaging attributes normalized.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::Attributes;
+use crate::{Attributes, SpanId, TraceId};
 
 /// A span a service exported.
+///
+/// Kept in memory while its flow is live (up to 20,000 flows), so it is
+/// kept small: ids are bytes, what every span of one request shares
+/// (service, scope, resource) is shared, not copied, and the rarely
+/// present parts are boxed.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct SpanObservation {
     pub observed_unix_us: i64,
     /// The resource's `service.name` (`unknown_service` when absent, as OTel says).
-    pub service: String,
+    pub service: Arc<str>,
     /// The instrumentation scope's name.
-    #[serde(skip_serializing_if = "String::is_empty", default)]
-    pub scope: String,
-    /// 32 lowercase hex digits.
-    pub trace_id: String,
-    /// 16 lowercase hex digits.
-    pub span_id: String,
+    #[serde(skip_serializing_if = "str::is_empty", default)]
+    pub scope: Arc<str>,
+    /// Written as 32 lowercase hex digits.
+    pub trace_id: TraceId,
+    /// Written as 16 lowercase hex digits.
+    pub span_id: SpanId,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub parent_span_id: Option<String>,
+    pub parent_span_id: Option<SpanId>,
     pub name: String,
     pub kind: SpanKind,
     pub start_unix_us: i64,
@@ -30,15 +36,19 @@ pub struct SpanObservation {
     #[serde(skip_serializing_if = "Attributes::is_empty", default)]
     pub attributes: Attributes,
     /// Resource attributes besides `service.name`.
-    #[serde(skip_serializing_if = "BTreeMap::is_empty", default)]
-    pub resource: BTreeMap<String, Value>,
+    #[serde(skip_serializing_if = "is_empty_map", default)]
+    pub resource: Arc<BTreeMap<String, Value>>,
     #[serde(skip_serializing_if = "Vec::is_empty", default)]
     pub events: Vec<SpanEvent>,
     #[serde(skip_serializing_if = "Vec::is_empty", default)]
     pub links: Vec<SpanLink>,
     /// The messaging attributes, read from the old or the new semantic conventions.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub messaging: Option<MessagingAttributes>,
+    pub messaging: Option<Box<MessagingAttributes>>,
+}
+
+fn is_empty_map(map: &Arc<BTreeMap<String, Value>>) -> bool {
+    map.is_empty()
 }
 
 /// OTLP span kind.
@@ -69,10 +79,10 @@ impl SpanKind {
 }
 
 /// A span's status.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct SpanStatus {
-    /// `unset`, `ok` or `error`.
-    pub code: String,
+    /// Written `unset`, `ok` or `error`.
+    pub code: StatusCode,
     #[serde(skip_serializing_if = "String::is_empty", default)]
     pub message: String,
 }
@@ -80,7 +90,43 @@ pub struct SpanStatus {
 impl SpanStatus {
     /// Whether the span failed.
     pub fn is_error(&self) -> bool {
-        self.code == "error"
+        self.code == StatusCode::Error
+    }
+}
+
+/// OTLP status code.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StatusCode {
+    #[default]
+    Unset,
+    Ok,
+    Error,
+}
+
+impl StatusCode {
+    /// From the OTLP enum number; unknown numbers are `Unset`.
+    pub fn from_otlp(code: i32) -> Self {
+        match code {
+            1 => StatusCode::Ok,
+            2 => StatusCode::Error,
+            _ => StatusCode::Unset,
+        }
+    }
+
+    /// As written: `unset`, `ok` or `error`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StatusCode::Unset => "unset",
+            StatusCode::Ok => "ok",
+            StatusCode::Error => "error",
+        }
+    }
+}
+
+impl PartialEq<&str> for StatusCode {
+    fn eq(&self, text: &&str) -> bool {
+        self.as_str() == *text
     }
 }
 
@@ -96,8 +142,8 @@ pub struct SpanEvent {
 /// A link to another span: joins flows exactly as parent/child does.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct SpanLink {
-    pub trace_id: String,
-    pub span_id: String,
+    pub trace_id: TraceId,
+    pub span_id: SpanId,
     #[serde(skip_serializing_if = "BTreeMap::is_empty", default)]
     pub attributes: BTreeMap<String, Value>,
 }
@@ -154,7 +200,7 @@ const MESSAGING_KEYS: [&[&str]; 7] = [
 impl MessagingAttributes {
     /// Reads them from a span's attributes in one pass; `None` when the
     /// span has none.
-    pub fn from_attributes(attributes: &Attributes) -> Option<Self> {
+    pub fn from_attributes(attributes: &Attributes) -> Option<Box<Self>> {
         // Per field, the key-value given for each of its keys (by rank).
         let mut found = [[None; 3]; 7];
         for kv in attributes.with_prefix("messaging.") {
@@ -175,7 +221,7 @@ impl MessagingAttributes {
             routing_key: read(5),
             queue: read(6),
         };
-        (attrs != Self::default()).then_some(attrs)
+        (attrs != Self::default()).then(|| Box::new(attrs))
     }
 }
 

@@ -90,8 +90,8 @@ fn span_links_join_flows_as_parent_child_does() {
         let s = Arc::make_mut(s);
         s.messaging = None;
         s.links = vec![SpanLink {
-            trace_id: TRACE.into(),
-            span_id: "0000000000000001".into(),
+            trace_id: TRACE.parse().unwrap(),
+            span_id: "0000000000000001".parse().unwrap(),
             attributes: Default::default(),
         }];
     }
@@ -133,8 +133,8 @@ fn old_and_new_semantic_conventions_reach_the_same_message() {
     };
     let old = SpanObservation {
         service: "payment".into(),
-        trace_id: "22222222222222222222222222222222".into(),
-        span_id: "0000000000000009".into(),
+        trace_id: "22222222222222222222222222222222".parse().unwrap(),
+        span_id: "0000000000000009".parse().unwrap(),
         kind: SpanKind::Consumer,
         start_unix_us: T0 + 1_000,
         end_unix_us: T0 + 3_000,
@@ -143,11 +143,11 @@ fn old_and_new_semantic_conventions_reach_the_same_message() {
         ..Default::default()
     };
     let new = SpanObservation {
-        span_id: "000000000000000a".into(),
+        span_id: "000000000000000a".parse().unwrap(),
         messaging: MessagingAttributes::from_attributes(&attrs("messaging.message.id")),
         attributes: attrs("messaging.message.id"),
         service: "notification".into(),
-        trace_id: "33333333333333333333333333333333".into(),
+        trace_id: "33333333333333333333333333333333".parse().unwrap(),
         ..old.clone()
     };
     let obs = vec![

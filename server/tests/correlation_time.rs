@@ -34,15 +34,19 @@ fn time_alone_moves_flows_at_their_thresholds_and_not_before() {
     ));
     // Delivered at 1 s, and the consumer's span failed at 5 s: retrying
     // until 30 s after the error, then failed.
-    let m = traced(msg("r1", "OrderPlaced", "order", "o-2", 0), TRACE, "a1");
+    let m = traced(
+        msg("r1", "OrderPlaced", "order", "o-2", 0),
+        TRACE,
+        "00000000000000a1",
+    );
     correlator.ingest(publish(m.clone(), &["payment.orders"]));
     correlator.ingest(deliver(m, "payment.orders", "payment", SEC, false));
     correlator.ingest(span(
         "payment",
         SpanKind::Consumer,
         TRACE,
-        "b1",
-        Some("a1"),
+        "00000000000000b1",
+        Some("00000000000000a1"),
         "r1",
         Some("payment.orders"),
         5 * SEC,

@@ -23,7 +23,7 @@ use serde_json::{Value, json};
 fn find<'a>(spans: &'a [SpanObservation], service: &str, name: &str) -> &'a SpanObservation {
     spans
         .iter()
-        .find(|s| s.service == service && s.name == name)
+        .find(|s| &*s.service == service && s.name == name)
         .unwrap_or_else(|| panic!("no span {name:?} of {service:?} in {spans:#?}"))
 }
 
@@ -110,21 +110,18 @@ async fn record_shop_spans(exporter: SpanExporter) -> ShopIds {
 fn assert_shop_spans(spans: &[SpanObservation], ids: &ShopIds) {
     let cart = find(spans, "payment", "cart.checkout");
     assert_eq!(
-        (cart.trace_id.as_str(), cart.span_id.as_str()),
-        (ids.cart_trace.as_str(), ids.cart_span.as_str())
+        (cart.trace_id.to_string(), cart.span_id.to_string()),
+        (ids.cart_trace.clone(), ids.cart_span.clone())
     );
     let order = find(spans, "payment", "POST /orders");
-    assert_eq!(
-        (order.kind, order.parent_span_id.as_deref()),
-        (SpanKind::Server, None)
-    );
+    assert_eq!((order.kind, order.parent_span_id), (SpanKind::Server, None));
     let publish = find(spans, "payment", "shop.events publish");
-    assert_eq!(publish.scope, "shop.payment");
+    assert_eq!(&*publish.scope, "shop.payment");
     assert_eq!(publish.kind, SpanKind::Producer);
     assert_eq!(publish.trace_id, ids.order_trace);
     assert_eq!(
-        publish.parent_span_id.as_deref(),
-        Some(ids.order_span.as_str())
+        publish.parent_span_id.map(|s| s.to_string()),
+        Some(ids.order_span.clone())
     );
     assert!(
         publish.end_unix_us >= publish.start_unix_us
@@ -150,8 +147,8 @@ fn assert_shop_spans(spans: &[SpanObservation], ids: &ShopIds) {
         panic!("one link expected: {publish:#?}")
     };
     assert_eq!(
-        (link.trace_id.as_str(), link.span_id.as_str()),
-        (ids.cart_trace.as_str(), ids.cart_span.as_str())
+        (link.trace_id.to_string(), link.span_id.to_string()),
+        (ids.cart_trace.clone(), ids.cart_span.clone())
     );
     assert_eq!(link.attributes["link.kind"], json!("checkout"));
     let [exception] = publish.events.as_slice() else {
@@ -244,14 +241,14 @@ async fn otlp_json_with_old_semconv_names_arrives_normalized() {
 
     let [span] = receiver.spans(1).await.try_into().unwrap();
     assert_eq!(
-        (span.service.as_str(), span.scope.as_str()),
+        (&*span.service, &*span.scope),
         ("legacy-shipping", "amqp-lib")
     );
     assert_eq!(span.resource["host.name"], json!("box-7"));
     assert_eq!(span.trace_id, "5b8efff798038103d269b633813fc60c");
     assert_eq!(
-        (span.span_id.as_str(), span.parent_span_id.as_deref()),
-        ("eee19b7ec3c1b174", None)
+        (span.span_id.to_string(), span.parent_span_id),
+        ("eee19b7ec3c1b174".to_owned(), None)
     );
     assert_eq!(span.kind, SpanKind::Consumer);
     assert_eq!(
@@ -309,7 +306,7 @@ async fn spans_from_the_python_sdk_over_grpc_and_http_arrive_with_attributes_and
             (producer.kind, consumer.kind),
             (SpanKind::Producer, SpanKind::Consumer)
         );
-        assert_eq!(producer.scope, "flowscope.tests.python");
+        assert_eq!(&*producer.scope, "flowscope.tests.python");
         for span in [producer, consumer] {
             assert_eq!(
                 span.attributes.get("messaging.system").unwrap(),
@@ -325,7 +322,7 @@ async fn spans_from_the_python_sdk_over_grpc_and_http_arrive_with_attributes_and
                 Some("shop.events")
             );
             assert!(
-                stdout.contains(&span.span_id),
+                stdout.contains(&span.span_id.to_string()),
                 "{service}: {} not in {stdout}",
                 span.span_id
             );

@@ -135,7 +135,9 @@ async fn one_order_of_the_demo_shop_is_seen_by_broker_and_spans_under_one_trace_
             .all()
             .iter()
             .filter_map(|o| match o {
-                Observation::Span(s) if s.trace_id == trace_id => Some((s.service.clone(), s.kind)),
+                Observation::Span(s) if s.trace_id == trace_id => {
+                    Some((s.service.to_string(), s.kind))
+                }
                 _ => None,
             })
             .collect();

@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use flowscope_model::{
     Attributes, Body, BrokerMessage, MessageProperties, MessagingAttributes, Observation, SpanKind,
-    SpanObservation, SpanStatus, TraceContext,
+    SpanObservation, SpanStatus, StatusCode, TraceContext,
 };
 use serde_json::{Value, json};
 
@@ -163,20 +163,21 @@ pub fn step_events(seed: u64, i: u64, step: usize) -> [Observation; 3] {
         observed_unix_us: delivered + 9_000,
         service: consumer.into(),
         scope: "shop.messaging".into(),
-        trace_id: trace,
-        span_id: span_id(seed, i, step, true),
-        parent_span_id: Some(publish_span),
+        trace_id: trace.parse().expect("a trace id is 32 hex digits"),
+        span_id: span_id(seed, i, step, true)
+            .parse()
+            .expect("a span id is 16 hex digits"),
+        parent_span_id: Some(publish_span.parse().expect("a span id is 16 hex digits")),
         name: format!("{queue} process"),
         kind: SpanKind::Consumer,
         start_unix_us: delivered,
         end_unix_us: delivered + 8_000,
         status: SpanStatus {
             code: if event == "PaymentFailed" {
-                "error"
+                StatusCode::Error
             } else {
-                "ok"
-            }
-            .into(),
+                StatusCode::Ok
+            },
             message: String::new(),
         },
         messaging: MessagingAttributes::from_attributes(&attributes),

@@ -9,8 +9,8 @@ use std::sync::Arc;
 
 use base64::Engine as _;
 use flowscope_model::{
-    Attributes, MessagingAttributes, Observation, SpanEvent, SpanKind, SpanLink, SpanObservation,
-    SpanStatus,
+    Attributes, MessagingAttributes, Observation, SpanEvent, SpanId, SpanKind, SpanLink,
+    SpanObservation, SpanStatus, StatusCode, TraceId,
 };
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::any_value::Value as OtlpValue;
@@ -48,12 +48,13 @@ pub fn spans_from_otlp(
                 .map(|r| r.attributes)
                 .unwrap_or_default(),
         );
-        let service = match resource.remove("service.name") {
-            Some(Value::String(name)) if !name.is_empty() => name,
-            _ => UNKNOWN_SERVICE.to_owned(),
+        let service: Arc<str> = match resource.remove("service.name") {
+            Some(Value::String(name)) if !name.is_empty() => name.into(),
+            _ => UNKNOWN_SERVICE.into(),
         };
+        let resource = Arc::new(resource);
         for scope_spans in resource_spans.scope_spans {
-            let scope = scope_spans.scope.map(|s| s.name).unwrap_or_default();
+            let scope: Arc<str> = scope_spans.scope.map(|s| s.name).unwrap_or_default().into();
             for span in scope_spans.spans {
                 let mut observation = span_from_otlp(span, observed_unix_us)?;
                 observation.service.clone_from(&service);
@@ -68,12 +69,16 @@ pub fn spans_from_otlp(
 
 /// One span, without its resource and scope (the caller fills them in).
 fn span_from_otlp(mut span: Span, observed_unix_us: i64) -> Result<SpanObservation, ConvertError> {
-    let trace_id = id_to_hex(&span.trace_id, 16, "trace id", &span)?;
-    let span_id = id_to_hex(&span.span_id, 8, "span id", &span)?;
+    let trace_id = TraceId(checked_id(&span.trace_id, "trace id", &span)?);
+    let span_id = SpanId(checked_id(&span.span_id, "span id", &span)?);
     let parent_span_id = if span.parent_span_id.iter().all(|b| *b == 0) {
         None
     } else {
-        Some(id_to_hex(&span.parent_span_id, 8, "parent span id", &span)?)
+        Some(SpanId(checked_id(
+            &span.parent_span_id,
+            "parent span id",
+            &span,
+        )?))
     };
     let links = std::mem::take(&mut span.links)
         .into_iter()
@@ -100,8 +105,8 @@ fn span_from_otlp(mut span: Span, observed_unix_us: i64) -> Result<SpanObservati
 
 fn link_from_otlp(link: span::Link, span: &Span) -> Result<SpanLink, ConvertError> {
     Ok(SpanLink {
-        trace_id: id_to_hex(&link.trace_id, 16, "link trace id", span)?,
-        span_id: id_to_hex(&link.span_id, 8, "link span id", span)?,
+        trace_id: TraceId(checked_id(&link.trace_id, "link trace id", span)?),
+        span_id: SpanId(checked_id(&link.span_id, "link span id", span)?),
         attributes: attributes_to_json(link.attributes),
     })
 }
@@ -116,34 +121,32 @@ fn event_from_otlp(event: span::Event) -> SpanEvent {
 }
 
 fn status_from_otlp(status: Option<opentelemetry_proto::tonic::trace::v1::Status>) -> SpanStatus {
-    let Some(status) = status else {
-        return SpanStatus {
-            code: "unset".into(),
-            message: String::new(),
-        };
-    };
-    let code = match status.code {
-        1 => "ok",
-        2 => "error",
-        _ => "unset",
-    };
-    SpanStatus {
-        code: code.into(),
+    status.map_or_else(SpanStatus::default, |status| SpanStatus {
+        code: StatusCode::from_otlp(status.code),
         message: status.message,
-    }
+    })
 }
 
-/// Lowercase hex of an id of `len` bytes; refuses other lengths and all zeros.
-fn id_to_hex(id: &[u8], len: usize, what: &str, span: &Span) -> Result<String, ConvertError> {
-    if id.len() != len || id.iter().all(|b| *b == 0) {
-        return Err(ConvertError::InvalidId(format!(
-            "span {:?} (span id {}) has an invalid {what} {:?}: expected {len} bytes, not all zero",
-            span.name,
-            hex(&span.span_id),
+/// An id of `N` bytes; refuses other lengths and all zeros.
+fn checked_id<const N: usize>(id: &[u8], what: &str, span: &Span) -> Result<[u8; N], ConvertError> {
+    check_id(id, what, &span.name, &span.span_id)
+}
+
+/// An id of `N` bytes, or an error naming the span (its name and id).
+pub(super) fn check_id<const N: usize>(
+    id: &[u8],
+    what: &str,
+    span_name: &str,
+    span_id: &[u8],
+) -> Result<[u8; N], ConvertError> {
+    match <[u8; N]>::try_from(id) {
+        Ok(bytes) if bytes.iter().any(|b| *b != 0) => Ok(bytes),
+        _ => Err(ConvertError::InvalidId(format!(
+            "span {span_name:?} (span id {}) has an invalid {what} {:?}: expected {N} bytes, not all zero",
+            hex(span_id),
             hex(id),
-        )));
+        ))),
     }
-    Ok(hex(id))
 }
 
 pub(super) fn hex(bytes: &[u8]) -> String {
@@ -303,16 +306,19 @@ mod tests {
         let [Observation::Span(span)] = observations.as_slice() else {
             panic!("{observations:?}")
         };
-        assert_eq!(span.service, "payment");
-        assert_eq!(span.scope, "shop.orders");
+        assert_eq!(&*span.service, "payment");
+        assert_eq!(&*span.scope, "shop.orders");
         assert_eq!(
             span.resource,
-            BTreeMap::from([("host.name".to_owned(), json!("box-1"))])
+            BTreeMap::from([("host.name".to_owned(), json!("box-1"))]).into()
         );
         assert_eq!(span.observed_unix_us, 42);
         assert_eq!(span.trace_id, "ab".repeat(16));
         assert_eq!(span.span_id, "0102030405060708");
-        assert_eq!(span.parent_span_id.as_deref(), Some("0c0c0c0c0c0c0c0c"));
+        assert_eq!(
+            span.parent_span_id.map(|p| p.to_string()).as_deref(),
+            Some("0c0c0c0c0c0c0c0c")
+        );
         assert_eq!(span.kind, SpanKind::Producer);
         assert_eq!(
             (span.start_unix_us, span.end_unix_us),
@@ -352,7 +358,7 @@ mod tests {
         let [Observation::Span(span)] = observations.as_slice() else {
             panic!("{observations:?}")
         };
-        assert_eq!(span.service, "unknown_service");
+        assert_eq!(&*span.service, "unknown_service");
         assert_eq!(span.parent_span_id, None);
         assert_eq!(span.status.code, "unset");
     }

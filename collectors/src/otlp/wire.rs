@@ -19,12 +19,12 @@ use flowscope_model::protobuf::{
     self, ProtobufError, Reader, Wire, check_key_value, read_key_value,
 };
 use flowscope_model::{
-    Attributes, MessagingAttributes, Observation, SpanEvent, SpanKind, SpanLink, SpanObservation,
-    SpanStatus,
+    Attributes, MessagingAttributes, Observation, SpanEvent, SpanId, SpanKind, SpanLink,
+    SpanObservation, SpanStatus, StatusCode, TraceId,
 };
 use serde_json::Value;
 
-use super::convert::{ConvertError, UNKNOWN_SERVICE, hex, nanos_to_micros};
+use super::convert::{ConvertError, UNKNOWN_SERVICE, check_id, nanos_to_micros};
 
 /// Why a request's bytes could not be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -84,13 +84,13 @@ fn read_resource_spans(bytes: &[u8], observed: i64, out: &mut Vec<Observation>) 
         }
     }
     let service = match resource.remove("service.name") {
-        Some(Value::String(name)) if !name.is_empty() => name,
-        _ => UNKNOWN_SERVICE.to_owned(),
+        Some(Value::String(name)) if !name.is_empty() => name.into(),
+        _ => UNKNOWN_SERVICE.into(),
     };
     let context = SpanContext {
         observed,
         service,
-        resource,
+        resource: Arc::new(resource),
     };
     for scope_spans in scopes {
         read_scope_spans(scope_spans, &context, out)?;
@@ -98,11 +98,11 @@ fn read_resource_spans(bytes: &[u8], observed: i64, out: &mut Vec<Observation>) 
     Ok(())
 }
 
-/// What every span of one resource and scope shares.
+/// What every span of one resource shares (one copy for them all).
 struct SpanContext {
     observed: i64,
-    service: String,
-    resource: BTreeMap<String, Value>,
+    service: Arc<str>,
+    resource: Arc<BTreeMap<String, Value>>,
 }
 
 fn read_resource(bytes: &[u8], attributes: &mut BTreeMap<String, Value>) -> Result<()> {
@@ -118,23 +118,24 @@ fn read_resource(bytes: &[u8], attributes: &mut BTreeMap<String, Value>) -> Resu
 }
 
 fn read_scope_spans(bytes: &[u8], context: &SpanContext, out: &mut Vec<Observation>) -> Result<()> {
-    let mut scope = String::new();
+    let mut scope = "";
     let mut spans: Vec<&[u8]> = Vec::new();
     let mut reader = Reader::new(bytes);
     while let Some(field) = reader.field()? {
         match field {
-            (1, Wire::Len(s)) => scope = read_scope_name(s, std::mem::take(&mut scope))?,
+            (1, Wire::Len(s)) => scope = read_scope_name(s, scope)?,
             (2, Wire::Len(span)) => spans.push(span),
             (1 | 2, _) => return malformed("scope_spans holds a field of the wrong type"),
             _ => {}
         }
     }
+    let scope: Arc<str> = scope.into();
     out.reserve(spans.len());
     for span in spans {
         let mut observation = read_span(span, context.observed)?;
-        observation.service.clone_from(&context.service);
-        observation.resource.clone_from(&context.resource);
-        observation.scope.clone_from(&scope);
+        observation.service = Arc::clone(&context.service);
+        observation.resource = Arc::clone(&context.resource);
+        observation.scope = Arc::clone(&scope);
         out.push(Observation::Span(Arc::new(observation)));
     }
     Ok(())
@@ -142,12 +143,12 @@ fn read_scope_spans(bytes: &[u8], context: &SpanContext, out: &mut Vec<Observati
 
 /// An `InstrumentationScope`'s name; a second copy of the message merges
 /// into the first (its name, when it has one, wins).
-fn read_scope_name(bytes: &[u8], before: String) -> Result<String> {
+fn read_scope_name<'a>(bytes: &'a [u8], before: &'a str) -> Result<&'a str> {
     let mut name = before;
     let mut reader = Reader::new(bytes);
     while let Some(field) = reader.field()? {
         match field {
-            (1, Wire::Len(s)) => name = utf8(s, "scope name")?.to_owned(),
+            (1, Wire::Len(s)) => name = utf8(s, "scope name")?,
             (1, _) => return malformed("the scope name is not a string"),
             _ => {}
         }
@@ -205,38 +206,29 @@ fn read_span(bytes: &[u8], observed_unix_us: i64) -> Result<SpanObservation> {
 
 /// Checks the ids (the error names the span) and builds the observation.
 fn finish_span(raw: RawSpan<'_>, observed_unix_us: i64) -> Result<SpanObservation> {
-    let invalid = |id: &[u8], len: usize, what: &str| -> Result<String> {
-        if id.len() != len || id.iter().all(|b| *b == 0) {
-            return Err(ConvertError::InvalidId(format!(
-                "span {:?} (span id {}) has an invalid {what} {:?}: expected {len} bytes, not all zero",
-                raw.name,
-                hex(raw.span_id),
-                hex(id),
-            ))
-            .into());
-        }
-        Ok(hex(id))
-    };
-    let trace_id = invalid(raw.trace_id, 16, "trace id")?;
-    let span_id = invalid(raw.span_id, 8, "span id")?;
+    let (name, id) = (raw.name, raw.span_id);
+    let trace_id = TraceId(check_id(raw.trace_id, "trace id", name, id)?);
+    let span_id = SpanId(check_id(raw.span_id, "span id", name, id)?);
     let parent_span_id = if raw.parent_span_id.iter().all(|b| *b == 0) {
         None
     } else {
-        Some(invalid(raw.parent_span_id, 8, "parent span id")?)
+        Some(SpanId(check_id(
+            raw.parent_span_id,
+            "parent span id",
+            name,
+            id,
+        )?))
     };
     let mut links = Vec::with_capacity(raw.links.len());
     for (trace, span, attributes) in raw.links {
         links.push(SpanLink {
-            trace_id: invalid(trace, 16, "link trace id")?,
-            span_id: invalid(span, 8, "link span id")?,
+            trace_id: TraceId(check_id(trace, "link trace id", name, id)?),
+            span_id: SpanId(check_id(span, "link span id", name, id)?),
             attributes,
         });
     }
     let attributes = Attributes::from_checked_key_values(&raw.attributes);
-    let status = raw.status.unwrap_or_else(|| SpanStatus {
-        code: "unset".into(),
-        message: String::new(),
-    });
+    let status = raw.status.unwrap_or_default();
     Ok(SpanObservation {
         observed_unix_us,
         trace_id,
@@ -294,20 +286,12 @@ fn read_link(bytes: &[u8]) -> Result<RawLink<'_>> {
 
 /// A `Status`; a second copy merges into the first.
 fn read_status(bytes: &[u8], before: Option<SpanStatus>) -> Result<SpanStatus> {
-    let code_name = |code: u64| match code as i32 {
-        1 => "ok",
-        2 => "error",
-        _ => "unset",
-    };
-    let mut status = before.unwrap_or_else(|| SpanStatus {
-        code: "unset".into(),
-        message: String::new(),
-    });
+    let mut status = before.unwrap_or_default();
     let mut reader = Reader::new(bytes);
     while let Some(field) = reader.field()? {
         match field {
             (2, Wire::Len(message)) => status.message = utf8(message, "status message")?.to_owned(),
-            (3, Wire::Varint(code)) => status.code = code_name(code).into(),
+            (3, Wire::Varint(code)) => status.code = StatusCode::from_otlp(code as i32),
             (2 | 3, _) => return malformed("a span status holds a field of the wrong type"),
             _ => {}
         }

@@ -261,7 +261,7 @@ fn a_resource_after_its_spans_still_names_their_service() {
     let [flowscope_model::Observation::Span(span)] = observations.as_slice() else {
         panic!("{observations:?}")
     };
-    assert_eq!(span.service, "payment");
+    assert_eq!(&*span.service, "payment");
 }
 
 #[test]

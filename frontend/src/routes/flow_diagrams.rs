@@ -376,7 +376,7 @@ mod tests {
                 start_unix_us: 500,
                 end_unix_us: 4_500,
                 status: SpanStatus {
-                    code: "error".into(),
+                    code: flowscope_model::StatusCode::Error,
                     message: String::new(),
                 },
                 ..Default::default()

@@ -131,7 +131,7 @@ impl FlowState {
             .values()
             .flat_map(|r| r.publish.iter().chain(&r.deliveries))
             .filter_map(|m| m.service.as_deref().or(m.properties.app_id.as_deref()))
-            .chain(self.spans.iter().map(|s| s.service.as_str()))
+            .chain(self.spans.iter().map(|s| &*s.service))
             .collect();
         services.sort_unstable();
         services.dedup();
@@ -144,7 +144,7 @@ impl FlowState {
             .idents
             .iter()
             .filter_map(|i| match i {
-                Ident::Trace(t) => Some(t.clone()),
+                Ident::Trace(t) => Some(t.to_string()),
                 _ => None,
             })
             .collect();

@@ -54,7 +54,7 @@ pub fn build(flow: &FlowState) -> Vec<Hop> {
                 .attributes
                 .get("shop.event_type")
                 .and_then(|v| v.as_str().map(str::to_owned)),
-            producer: Some(producer.service.clone()),
+            producer: Some(producer.service.to_string()),
             exchange: m.destination.clone().unwrap_or_default(),
             routing_key: m.routing_key.clone().unwrap_or_default(),
             published_unix_us: Some(producer.end_unix_us),
@@ -62,7 +62,7 @@ pub fn build(flow: &FlowState) -> Vec<Hop> {
         };
         if let Some(first) = consumers.iter().min_by_key(|s| s.start_unix_us) {
             hop.queue = first.messaging.as_ref().and_then(|c| c.queue.clone());
-            hop.consumer = Some(first.service.clone());
+            hop.consumer = Some(first.service.to_string());
             hop.delivered_unix_us = Some(first.start_unix_us);
         }
         apply_processing(&mut hop, &consumers);
@@ -152,14 +152,14 @@ fn hops_of_message(id: &str, record: &MessageRecord, spans: &[&SpanObservation])
                         hop.consumer.as_deref(),
                     ) {
                         (Some(q), _) => q == queue,
-                        (None, Some(consumer)) => consumer == s.service,
+                        (None, Some(consumer)) => consumer == &*s.service,
                         // Neither queue nor delivery known: a message with one queue has one consumer.
                         (None, None) => single_queue,
                     }
                 })
                 .collect();
             if hop.consumer.is_none() {
-                hop.consumer = consumer_spans.first().map(|s| s.service.clone());
+                hop.consumer = consumer_spans.first().map(|s| s.service.to_string());
             }
             if hop.delivered_unix_us.is_none() {
                 hop.delivered_unix_us = consumer_spans.iter().map(|s| s.start_unix_us).min();

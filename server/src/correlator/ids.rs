@@ -1,7 +1,7 @@
 //! The identifiers an observation carries: any two observations that share
 //! one belong to the same flow.
 
-use flowscope_model::{BrokerMessage, SpanObservation};
+use flowscope_model::{BrokerMessage, SpanObservation, TraceId};
 use serde_json::Value;
 
 use super::config::{KeyRule, KeySource};
@@ -9,7 +9,7 @@ use super::config::{KeyRule, KeySource};
 /// One identifier. The business key keeps its rule name apart from ids.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Ident {
-    Trace(String),
+    Trace(TraceId),
     Message(String),
     Correlation(String),
     Key(String, String),
@@ -96,8 +96,9 @@ fn text(value: &Value) -> Option<String> {
 /// Every identifier of a broker message.
 pub fn of_message(msg: &BrokerMessage, rules: &[(KeyRule, KeySource)]) -> Vec<Ident> {
     let mut ids = vec![Ident::Message(message_id(msg))];
-    if let Some(trace) = &msg.trace {
-        ids.push(Ident::Trace(trace.trace_id.clone()));
+    // A trace context was checked as 32 hex digits when it was read.
+    if let Some(trace) = msg.trace.as_ref().and_then(|t| t.trace_id.parse().ok()) {
+        ids.push(Ident::Trace(trace));
     }
     if let Some(corr) = &msg.properties.correlation_id {
         ids.push(Ident::Correlation(corr.clone()));
@@ -111,8 +112,8 @@ pub fn of_message(msg: &BrokerMessage, rules: &[(KeyRule, KeySource)]) -> Vec<Id
 /// Every identifier of a span: its trace, the traces it links to, the
 /// message it handled, the conversation, the business key.
 pub fn of_span(span: &SpanObservation, rules: &[(KeyRule, KeySource)]) -> Vec<Ident> {
-    let mut ids = vec![Ident::Trace(span.trace_id.clone())];
-    ids.extend(span.links.iter().map(|l| Ident::Trace(l.trace_id.clone())));
+    let mut ids = vec![Ident::Trace(span.trace_id)];
+    ids.extend(span.links.iter().map(|l| Ident::Trace(l.trace_id)));
     if let Some(m) = &span.messaging {
         if let Some(id) = &m.message_id {
             ids.push(Ident::Message(id.clone()));

@@ -400,12 +400,13 @@ impl Correlator {
     /// The live flow an order key, message id or trace id belongs to.
     pub fn find(&self, needle: &str) -> Option<String> {
         let direct = [
-            Ident::Trace(needle.to_owned()),
-            Ident::Message(needle.to_owned()),
-            Ident::Correlation(needle.to_owned()),
+            needle.parse().ok().map(Ident::Trace),
+            Some(Ident::Message(needle.to_owned())),
+            Some(Ident::Correlation(needle.to_owned())),
         ];
         direct
             .iter()
+            .flatten()
             .find_map(|i| self.index.get(i).cloned())
             .or_else(|| {
                 self.rules.iter().find_map(|(rule, _)| {
@@ -449,7 +450,8 @@ fn key_of(ids: &[Ident]) -> Option<String> {
 
 fn ident_is_empty(ident: &Ident) -> bool {
     match ident {
-        Ident::Trace(s) | Ident::Message(s) | Ident::Correlation(s) => s.is_empty(),
+        Ident::Trace(t) => t.is_zero(),
+        Ident::Message(s) | Ident::Correlation(s) => s.is_empty(),
         Ident::Key(_, v) => v.is_empty(),
     }
 }

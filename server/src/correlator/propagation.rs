@@ -72,16 +72,16 @@ pub fn report<'a>(flows: impl Iterator<Item = &'a FlowState>) -> PropagationRepo
             else {
                 continue;
             };
-            let entry =
-                by_service
-                    .entry(span.service.clone())
-                    .or_insert_with(|| ServicePropagation {
-                        service: span.service.clone(),
-                        ..Default::default()
-                    });
+            let entry = by_service
+                .entry(span.service.to_string())
+                .or_insert_with(|| ServicePropagation {
+                    service: span.service.to_string(),
+                    ..Default::default()
+                });
             entry.consumed_with_span += 1;
-            let linked = span.links.iter().any(|l| l.trace_id == trace.trace_id);
-            if span.trace_id != trace.trace_id && !linked {
+            let trace_id = trace.trace_id.as_str();
+            let linked = span.links.iter().any(|l| l.trace_id == trace_id);
+            if span.trace_id != trace_id && !linked {
                 entry.consumers_starting_new_trace += 1;
             }
         }

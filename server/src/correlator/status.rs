@@ -263,7 +263,7 @@ fn stuck(
             {
                 // Only a consumer known to trace its processing can be said not to have finished.
                 let consumer = hop.consumer.as_deref()?;
-                let traced = flow.spans.iter().any(|s| s.service == consumer);
+                let traced = flow.spans.iter().any(|s| &*s.service == consumer);
                 let moved_on = flow.messages.values().any(|r| {
                     r.publish.as_ref().is_some_and(|p| {
                         p.service.as_deref() == Some(consumer) && p.observed_unix_us >= delivered

@@ -270,27 +270,27 @@ fn flow_row(flow: FlowDetail) -> Result<FlowRow> {
 /// kept: a lookup matches any of them.
 pub(super) fn flow_keys(flow: &FlowDetail) -> Vec<String> {
     let mut keys = BTreeSet::new();
-    let mut add = |value: Option<&String>| {
+    let mut add = |value: Option<&str>| {
         if let Some(v) = value.filter(|v| !v.is_empty()) {
-            keys.insert(v.clone());
+            keys.insert(v.to_owned());
         }
     };
     let s = &flow.summary;
-    add(s.key.as_ref());
+    add(s.key.as_deref());
     s.trace_ids.iter().for_each(|t| add(Some(t)));
     for hop in &flow.hops {
         add(Some(&hop.message_id));
     }
     for m in &flow.messages {
-        add(m.properties.message_id.as_ref());
-        add(m.properties.correlation_id.as_ref());
-        add(m.trace.as_ref().map(|t| &t.trace_id));
+        add(m.properties.message_id.as_deref());
+        add(m.properties.correlation_id.as_deref());
+        add(m.trace.as_ref().map(|t| t.trace_id.as_str()));
     }
     for span in &flow.spans {
-        add(Some(&span.trace_id));
+        add(Some(&span.trace_id.to_string()));
         let messaging = span.messaging.as_ref();
-        add(messaging.and_then(|m| m.message_id.as_ref()));
-        add(messaging.and_then(|m| m.conversation_id.as_ref()));
+        add(messaging.and_then(|m| m.message_id.as_deref()));
+        add(messaging.and_then(|m| m.conversation_id.as_deref()));
     }
     keys.into_iter().collect()
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use flowscope_model::{
     Body, BrokerMessage, FlowDetail, MessageProperties, MessagingAttributes, Observation, SpanKind,
-    SpanObservation, SpanStatus, TraceContext,
+    SpanObservation, SpanStatus, StatusCode, TraceContext,
 };
 use flowscope_server::correlator::Correlator;
 use flowscope_server::correlator::config::CorrelationConfig;
@@ -88,18 +88,18 @@ pub fn span(
 ) -> Observation {
     Observation::Span(Arc::new(SpanObservation {
         service: service.into(),
-        trace_id: trace.into(),
-        span_id: id.into(),
-        parent_span_id: parent.map(str::to_owned),
+        trace_id: trace.parse().unwrap(),
+        span_id: id.parse().unwrap(),
+        parent_span_id: parent.map(|p| p.parse().unwrap()),
         name: "span".into(),
         kind,
         start_unix_us: T0 + at,
         end_unix_us: T0 + at + 2_000,
         status: SpanStatus {
             code: if error {
-                "error".into()
+                StatusCode::Error
             } else {
-                "unset".into()
+                StatusCode::Unset
             },
             message: if error {
                 "malformed message body".into()
@@ -107,12 +107,12 @@ pub fn span(
                 String::new()
             },
         },
-        messaging: Some(MessagingAttributes {
+        messaging: Some(Box::new(MessagingAttributes {
             system: Some("rabbitmq".into()),
             message_id: Some(message_id.into()),
             queue: queue.map(str::to_owned),
             ..Default::default()
-        }),
+        })),
         ..Default::default()
     }))
 }

@@ -10,8 +10,8 @@ use std::sync::Arc;
 
 use flowscope_model::{
     Body, BrokerMessage, FlowDetail, FlowReason, FlowStatus, FlowSummary, Hop, MessageProperties,
-    MessagingAttributes, Observation, QueueSample, SampleSource, SpanKind, SpanObservation,
-    SpanStatus, TraceContext,
+    MessagingAttributes, Observation, QueueSample, SampleSource, SpanId, SpanKind, SpanObservation,
+    SpanStatus, StatusCode, TraceContext,
 };
 use flowscope_server::store::{FlowFilter, Store, StoreConfig, WriteBatch};
 use serde_json::{Value, json};
@@ -159,7 +159,7 @@ pub fn message(
         },
         trace: Some(TraceContext {
             trace_id: trace_id(n),
-            span_id: "00f067aa0ba902b7".into(),
+            span_id: "00f067aa0ba902b7".parse().unwrap(),
             sampled: true,
             tracestate: None,
         }),
@@ -179,25 +179,29 @@ pub fn span(n: u32, service: &str, t: i64, error: bool) -> SpanObservation {
         observed_unix_us: t + 5_000,
         service: service.into(),
         scope: "lapin-otel".into(),
-        trace_id: trace_id(n),
-        span_id: format!("{:016x}", 0xabc0 + n),
-        parent_span_id: Some("00f067aa0ba902b7".into()),
+        trace_id: trace_id(n).parse().unwrap(),
+        span_id: SpanId(u64::from(0xabc0 + n).to_be_bytes()),
+        parent_span_id: Some("00f067aa0ba902b7".parse().unwrap()),
         name: "payment.orders process".into(),
         kind: SpanKind::Consumer,
         start_unix_us: t,
         end_unix_us: t + 4_000,
         status: SpanStatus {
-            code: if error { "error" } else { "ok" }.into(),
+            code: if error {
+                StatusCode::Error
+            } else {
+                StatusCode::Ok
+            },
             message: if error { "card declined" } else { "" }.into(),
         },
         attributes: BTreeMap::from([("messaging.system".to_owned(), json!("rabbitmq"))]).into(),
-        messaging: Some(MessagingAttributes {
+        messaging: Some(Box::new(MessagingAttributes {
             system: Some("rabbitmq".into()),
             operation: Some("process".into()),
             message_id: Some(message_id(n, 1)),
             queue: Some("payment.orders".into()),
             ..Default::default()
-        }),
+        })),
         ..Default::default()
     }
 }
