@@ -38,6 +38,8 @@ struct Stages {
     spans: u64,
     /// One tick with no traffic (the live flows of the end, none due).
     idle_tick: Duration,
+    /// Resident memory gained while the live flows were made.
+    rss_gained: u64,
 }
 
 impl Stages {
@@ -49,17 +51,19 @@ impl Stages {
 /// Runs each payload through the stages as the server does (a take of the
 /// changes every 10 requests, that is every 100 ms at 10k spans/s; a tick
 /// every 50), and prints µs per span; then what a tick costs once the
-/// traffic stops.
+/// traffic stops, and the resident memory each live flow costs (measure
+/// one payload per run for that: memory freed by the first payload's
+/// flows stays with the allocator for the next).
 pub fn run(args: StagesArgs) -> anyhow::Result<()> {
     println!(
-        "| payload | read µs/span | correlate µs/span | judge µs/span | tick µs/span | total µs/span | live flows at end | idle tick ms |"
+        "| payload | read µs/span | correlate µs/span | judge µs/span | tick µs/span | total µs/span | live flows at end | idle tick ms | RSS per live flow |"
     );
-    println!("|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|");
     for payload in &args.payload {
         let (stages, num_flows) = measure(*payload, args.requests)?;
         let total = stages.read + stages.ingest + stages.judge + stages.tick;
         println!(
-            "| {} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {num_flows} | {:.3} |",
+            "| {} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {num_flows} | {:.3} | {:.1} KB |",
             payload.letter(),
             stages.per_span(stages.read),
             stages.per_span(stages.ingest),
@@ -67,6 +71,7 @@ pub fn run(args: StagesArgs) -> anyhow::Result<()> {
             stages.per_span(stages.tick),
             stages.per_span(total),
             stages.idle_tick.as_secs_f64() * 1e3,
+            stages.rss_gained as f64 / 1e3 / num_flows.max(1) as f64,
         );
     }
     Ok(())
@@ -84,6 +89,7 @@ fn measure(payload: Payload, requests: u64) -> anyhow::Result<(Stages, usize)> {
     })
     .map_err(anyhow::Error::msg)?;
     let mut stages = Stages::default();
+    let rss_before = crate::measure::rss_bytes(std::process::id())?;
     for seq in 0..requests {
         // Simulated time: 100 ms per 10 requests, as at 10k spans/s.
         let at = now + seq as i64 * 10_000;
@@ -118,6 +124,7 @@ fn measure(payload: Payload, requests: u64) -> anyhow::Result<(Stages, usize)> {
         correlator.tick(last + i * 500_000);
     }
     stages.idle_tick = started.elapsed() / IDLE_TICKS as u32;
+    stages.rss_gained = crate::measure::rss_bytes(std::process::id())?.saturating_sub(rss_before);
     Ok((stages, correlator.num_flows()))
 }
 
