@@ -132,10 +132,7 @@ fn read_scope_spans(bytes: &[u8], context: &SpanContext, out: &mut Vec<Observati
     let scope: Arc<str> = scope.into();
     out.reserve(spans.len());
     for span in spans {
-        let mut observation = read_span(span, context.observed)?;
-        observation.service = Arc::clone(&context.service);
-        observation.resource = Arc::clone(&context.resource);
-        observation.scope = Arc::clone(&scope);
+        let observation = read_span(span, context, &scope)?;
         out.push(Observation::Span(Arc::new(observation)));
     }
     Ok(())
@@ -173,7 +170,7 @@ struct RawSpan<'a> {
     status: Option<SpanStatus>,
 }
 
-fn read_span(bytes: &[u8], observed_unix_us: i64) -> Result<SpanObservation> {
+fn read_span(bytes: &[u8], context: &SpanContext, scope: &Arc<str>) -> Result<SpanObservation> {
     let mut raw = RawSpan::default();
     let mut reader = Reader::new(bytes);
     while let Some(field) = reader.field()? {
@@ -201,11 +198,16 @@ fn read_span(bytes: &[u8], observed_unix_us: i64) -> Result<SpanObservation> {
             _ => {}
         }
     }
-    finish_span(raw, observed_unix_us)
+    finish_span(raw, context, scope)
 }
 
 /// Checks the ids (the error names the span) and builds the observation.
-fn finish_span(raw: RawSpan<'_>, observed_unix_us: i64) -> Result<SpanObservation> {
+/// Built whole, without a default first: an empty `Arc` is an allocation.
+fn finish_span(
+    raw: RawSpan<'_>,
+    context: &SpanContext,
+    scope: &Arc<str>,
+) -> Result<SpanObservation> {
     let (name, id) = (raw.name, raw.span_id);
     let trace_id = TraceId(check_id(raw.trace_id, "trace id", name, id)?);
     let span_id = SpanId(check_id(raw.span_id, "span id", name, id)?);
@@ -230,7 +232,10 @@ fn finish_span(raw: RawSpan<'_>, observed_unix_us: i64) -> Result<SpanObservatio
     let attributes = Attributes::from_checked_key_values(&raw.attributes);
     let status = raw.status.unwrap_or_default();
     Ok(SpanObservation {
-        observed_unix_us,
+        observed_unix_us: context.observed,
+        service: Arc::clone(&context.service),
+        scope: Arc::clone(scope),
+        resource: Arc::clone(&context.resource),
         trace_id,
         span_id,
         parent_span_id,
@@ -243,7 +248,6 @@ fn finish_span(raw: RawSpan<'_>, observed_unix_us: i64) -> Result<SpanObservatio
         events: raw.events,
         links,
         name: raw.name.to_owned(),
-        ..SpanObservation::default()
     })
 }
 
