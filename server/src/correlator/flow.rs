@@ -7,7 +7,8 @@ use flowscope_model::{
     BrokerMessage, FlowDetail, FlowReason, FlowStatus, FlowSummary, Hop, SpanObservation,
 };
 
-use super::ids::Ident;
+use super::flow_id::FlowId;
+use super::ids::{Ident, IdentRef};
 
 /// Messages one flow keeps in detail, at most (a correlation id shared by
 /// everything would otherwise grow one flow without bound).
@@ -50,11 +51,12 @@ impl MessageRecord {
 /// One flow.
 #[derive(Debug, Clone, Default)]
 pub struct FlowState {
-    pub id: String,
+    pub id: FlowId,
     pub key: Option<String>,
     pub messages: BTreeMap<String, MessageRecord>,
     /// Shared with the observation that brought them (and the store's batch).
     pub spans: Vec<Arc<SpanObservation>>,
+    /// Sorted and unique; their text shared with the correlator's index.
     pub idents: Vec<Ident>,
     pub first_unix_us: i64,
     pub last_unix_us: i64,
@@ -71,6 +73,10 @@ pub struct FlowState {
     /// When time alone may next change its status (a wait crossing a
     /// threshold): the tick re-judges it only then. `None`: never.
     pub next_check_unix_us: Option<i64>,
+    /// The list line as of the last judgement.
+    pub summary: Option<FlowSummary>,
+    /// Events the process map learned from this flow.
+    pub learned: usize,
 }
 
 impl FlowState {
@@ -80,6 +86,21 @@ impl FlowState {
             self.first_unix_us = at;
         }
         self.last_unix_us = self.last_unix_us.max(at);
+    }
+
+    /// Keeps an identifier (once), returning it to share.
+    pub fn keep_ident(&mut self, ident: &IdentRef<'_>) -> Ident {
+        match self
+            .idents
+            .binary_search_by(|kept| kept.as_ref().cmp(ident))
+        {
+            Ok(at) => self.idents[at].clone(),
+            Err(at) => {
+                let kept = ident.to_ident();
+                self.idents.insert(at, kept.clone());
+                kept
+            }
+        }
     }
 
     /// Takes in another flow (they share an identifier).
@@ -151,7 +172,7 @@ impl FlowState {
         trace_ids.sort();
         let event_types = self.event_types();
         FlowSummary {
-            id: self.id.clone(),
+            id: self.id.to_string(),
             key: self.key.clone(),
             status: self.status,
             reason: self.reason.clone(),

@@ -14,21 +14,26 @@
 
 pub mod config;
 pub mod flow;
+pub mod flow_id;
 pub mod hops;
 pub mod ids;
 pub mod process_map;
 pub mod propagation;
 pub mod status;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::borrow::Cow;
+use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use foldhash::HashMap;
+use smallvec::SmallVec;
 
 use flowscope_model::{FlowDetail, FlowSummary, Hop, Observation, ProcessMap};
 
 use self::config::{CorrelationConfig, KeyRule, KeySource};
 use self::flow::{FlowState, MAX_MESSAGES_PER_FLOW, MAX_SPANS_PER_FLOW};
-use self::ids::Ident;
+use self::flow_id::FlowId;
+use self::ids::{Ident, IdentRef};
 use self::process_map::ProcessMapLearner;
 
 /// What changed since the last [`Correlator::take_changes`].
@@ -55,15 +60,15 @@ pub struct SummaryChanges {
 #[derive(Debug)]
 pub struct Correlator {
     config: CorrelationConfig,
-    rules: Vec<(KeyRule, KeySource)>,
-    flows: HashMap<String, FlowState>,
-    summaries: HashMap<String, FlowSummary>,
-    index: HashMap<Ident, String>,
+    /// Shared so that an observation's identifiers can borrow rule names
+    /// while the flows change.
+    rules: Arc<[(KeyRule, KeySource)]>,
+    flows: HashMap<FlowId, FlowState>,
+    /// Which flow each identifier belongs to; looked up with borrowed identifiers.
+    index: hashbrown::HashMap<Ident, FlowId>,
     learner: ProcessMapLearner,
-    changed: BTreeSet<String>,
+    changed: BTreeSet<FlowId>,
     removed: Vec<String>,
-    /// Flows the process map learned from, with how many events it saw.
-    learned: BTreeMap<String, usize>,
 }
 
 impl Correlator {
@@ -78,12 +83,10 @@ impl Correlator {
             config,
             rules,
             flows: HashMap::default(),
-            summaries: HashMap::default(),
-            index: HashMap::default(),
+            index: hashbrown::HashMap::default(),
             learner: ProcessMapLearner::default(),
             changed: BTreeSet::new(),
             removed: Vec::new(),
-            learned: BTreeMap::new(),
         })
     }
 
@@ -111,13 +114,15 @@ impl Correlator {
             Observation::Deliver(msg) => self.add_message(msg, Kind::Deliver),
             Observation::DeadLetter(msg) => self.add_message(msg, Kind::DeadLetter),
             Observation::Span(span) => {
-                let ids = ids::of_span(&span, &self.rules);
-                let key = key_of(&ids);
-                let flow = self.flow_for(ids, span.start_unix_us);
-                flow.touch(span.end_unix_us);
+                let rules = Arc::clone(&self.rules);
+                let ids = ids::of_span(&span, &rules);
+                let target = self.flow_for(&ids, span.start_unix_us);
+                let flow = self.flows.get_mut(&target).expect("flow_for's flow");
                 if flow.key.is_none() {
-                    flow.key = key;
+                    flow.key = key_of(&ids);
                 }
+                drop(ids);
+                flow.touch(span.end_unix_us);
                 if flow.spans.len() < MAX_SPANS_PER_FLOW {
                     flow.spans.push(span);
                 } else {
@@ -130,17 +135,19 @@ impl Correlator {
     }
 
     fn add_message(&mut self, msg: flowscope_model::BrokerMessage, kind: Kind) -> bool {
-        let ids = ids::of_message(&msg, &self.rules);
-        let key = key_of(&ids);
+        let rules = Arc::clone(&self.rules);
+        let ids = ids::of_message(&msg, &rules);
         let message_id = match ids.first() {
-            Some(Ident::Message(id)) => id.clone(),
+            Some(IdentRef::Message(id)) => id.to_string(),
             _ => ids::message_id(&msg),
         };
-        let flow = self.flow_for(ids, msg.observed_unix_us);
-        flow.touch(msg.observed_unix_us);
+        let target = self.flow_for(&ids, msg.observed_unix_us);
+        let flow = self.flows.get_mut(&target).expect("flow_for's flow");
         if flow.key.is_none() {
-            flow.key = key;
+            flow.key = key_of(&ids);
         }
+        drop(ids);
+        flow.touch(msg.observed_unix_us);
         if !flow.messages.contains_key(&message_id) && flow.messages.len() >= MAX_MESSAGES_PER_FLOW
         {
             flow.num_dropped += 1;
@@ -157,75 +164,76 @@ impl Correlator {
 
     /// The flow these identifiers belong to: found, created, or several merged.
     ///
-    /// Runs once per observation: it clones an identifier or a flow id only
-    /// when it is new to the index, the flow or the changed set.
-    fn flow_for(&mut self, mut ids: Vec<Ident>, at: i64) -> &mut FlowState {
-        ids.retain(|i| !ident_is_empty(i));
-        let mut found: Vec<String> = Vec::new();
-        for flow in ids.iter().filter_map(|i| self.index.get(i)) {
+    /// Runs once per observation: its identifiers are looked up borrowed,
+    /// and only one new to the index is copied (once, shared by the index
+    /// and the flow).
+    fn flow_for(&mut self, ids: &[IdentRef<'_>], at: i64) -> FlowId {
+        let ids = || ids.iter().filter(|i| !i.is_empty());
+        let mut found: SmallVec<[FlowId; 2]> = SmallVec::new();
+        for flow in ids().filter_map(|i| self.index.get(i)) {
             if !found.contains(flow) {
-                found.push(flow.clone());
+                found.push(*flow);
             }
         }
-        found.sort();
         let target = match found.len() {
             0 => {
-                let id = flow_id(ids.first(), at);
-                self.flows.entry(id.clone()).or_insert_with(|| FlowState {
-                    id: id.clone(),
+                let id = FlowId::new(ids().next(), at);
+                self.flows.entry(id).or_insert_with(|| FlowState {
+                    id,
                     first_unix_us: at,
                     last_unix_us: at,
                     ..Default::default()
                 });
                 id
             }
-            1 => found.remove(0),
-            _ => self.merge(found),
+            1 => found[0],
+            _ => self.merge(&found),
         };
         let flow = self.flows.get_mut(&target).expect("target flow exists");
         if !flow.pending {
             flow.pending = true;
-            self.changed.insert(target.clone());
+            self.changed.insert(target);
         }
-        for ident in ids {
-            match self.index.get_mut(&ident) {
+        for ident in ids() {
+            match self.index.get_mut(ident) {
                 Some(owner) if *owner == target => {}
-                Some(owner) => owner.clone_from(&target),
+                Some(owner) => {
+                    // Not after a merge (it moves the merged flows'
+                    // identifiers); kept for the index and flows to agree.
+                    *owner = target;
+                    flow.keep_ident(ident);
+                }
                 None => {
-                    self.index.insert(ident.clone(), target.clone());
+                    let kept = flow.keep_ident(ident);
+                    self.index.insert(kept, target);
                 }
             }
-            // Kept sorted and unique, as `absorb` leaves them.
-            if let Err(at) = flow.idents.binary_search(&ident) {
-                flow.idents.insert(at, ident);
-            }
         }
-        flow
+        target
     }
 
     /// Merges flows into the oldest of them; returns its id.
-    fn merge(&mut self, ids: Vec<String>) -> String {
-        let target = ids
+    fn merge(&mut self, ids: &[FlowId]) -> FlowId {
+        let target = *ids
             .iter()
             .min_by_key(|id| {
                 (
                     self.flows.get(*id).map_or(i64::MAX, |f| f.first_unix_us),
-                    (*id).clone(),
+                    **id,
                 )
             })
-            .cloned()
             .expect("at least two flows");
-        for id in ids.into_iter().filter(|id| *id != target) {
-            let Some(other) = self.flows.remove(&id) else {
+        for id in ids.iter().filter(|id| **id != target) {
+            let Some(other) = self.flows.remove(id) else {
                 continue;
             };
             for ident in &other.idents {
-                self.index.insert(ident.clone(), target.clone());
+                if let Some(owner) = self.index.get_mut(ident) {
+                    *owner = target;
+                }
             }
-            self.summaries.remove(&id);
-            self.changed.remove(&id);
-            self.learned.remove(&id);
-            self.removed.push(id);
+            self.changed.remove(id);
+            self.removed.push(id.to_string());
             self.flows
                 .get_mut(&target)
                 .expect("target flow exists")
@@ -245,7 +253,6 @@ impl Correlator {
     /// next crosses a threshold ([`status::next_change`]), instead of all
     /// live flows (up to 20,000) twice a second, traffic or not.
     pub fn tick(&mut self, now_unix_us: i64) {
-        let mut waiting = Vec::new();
         for (id, flow) in &mut self.flows {
             if flow.pending || flow.next_check_unix_us.is_none_or(|t| t > now_unix_us) {
                 continue;
@@ -253,13 +260,12 @@ impl Correlator {
             let (status, reason) = status::evaluate(flow, &flow.hops, &self.config, now_unix_us);
             if status != flow.status || reason != flow.reason {
                 flow.pending = true;
-                waiting.push(id.clone());
+                self.changed.insert(*id);
             } else {
                 flow.next_check_unix_us =
                     status::next_change(flow, &flow.hops, &self.config, status, now_unix_us);
             }
         }
-        self.changed.extend(waiting);
         self.evict();
     }
 
@@ -269,28 +275,22 @@ impl Correlator {
         if excess == 0 {
             return;
         }
-        let mut candidates: Vec<(bool, i64, &String)> = self
+        let mut candidates: Vec<(bool, i64, FlowId)> = self
             .flows
             .values()
-            .map(|f| (!f.status.is_final(), f.last_unix_us, &f.id))
+            .map(|f| (!f.status.is_final(), f.last_unix_us, f.id))
             .collect();
         // The `excess` smallest (ids are unique, so the order is total).
         candidates.select_nth_unstable(excess - 1);
-        let evicted: Vec<String> = candidates[..excess]
-            .iter()
-            .map(|(_, _, id)| (*id).clone())
-            .collect();
-        for id in evicted {
-            if let Some(flow) = self.flows.remove(&id) {
+        for (_, _, id) in &candidates[..excess] {
+            if let Some(flow) = self.flows.remove(id) {
                 for ident in &flow.idents {
-                    if self.index.get(ident) == Some(&id) {
+                    if self.index.get(ident) == Some(id) {
                         self.index.remove(ident);
                     }
                 }
             }
-            self.summaries.remove(&id);
-            self.changed.remove(&id);
-            self.learned.remove(&id);
+            self.changed.remove(id);
         }
     }
 
@@ -298,8 +298,8 @@ impl Correlator {
     pub fn take_changes(&mut self, now_unix_us: i64) -> Changes {
         let mut updated = Vec::with_capacity(self.changed.len());
         for id in std::mem::take(&mut self.changed) {
-            if self.judge(&id, now_unix_us)
-                && let (Some(flow), Some(summary)) = (self.flows.get(&id), self.summaries.get(&id))
+            if let Some(flow) = self.judge(id, now_unix_us)
+                && let Some(summary) = &flow.summary
             {
                 updated.push(flow.detail_with(summary.clone(), flow.hops.clone()));
             }
@@ -315,8 +315,8 @@ impl Correlator {
     pub fn take_summaries(&mut self, now_unix_us: i64) -> SummaryChanges {
         let mut updated = Vec::with_capacity(self.changed.len());
         for id in std::mem::take(&mut self.changed) {
-            if self.judge(&id, now_unix_us)
-                && let Some(summary) = self.summaries.get(&id)
+            if let Some(flow) = self.judge(id, now_unix_us)
+                && let Some(summary) = &flow.summary
             {
                 updated.push(summary.clone());
             }
@@ -328,11 +328,9 @@ impl Correlator {
     }
 
     /// Rebuilds one flow's hops, status and summary; teaches the process map
-    /// a flow that finished. `false` for a flow no longer live.
-    fn judge(&mut self, id: &str, now_unix_us: i64) -> bool {
-        let Some(flow) = self.flows.get_mut(id) else {
-            return false;
-        };
+    /// a flow that finished. `None` for a flow no longer live.
+    fn judge(&mut self, id: FlowId, now_unix_us: i64) -> Option<&FlowState> {
+        let flow = self.flows.get_mut(&id)?;
         flow.pending = false;
         flow.hops = hops::build(flow);
         let (status, reason) = status::evaluate(flow, &flow.hops, &self.config, now_unix_us);
@@ -346,6 +344,7 @@ impl Correlator {
             (true, ended) => ended,
             (false, _) => None,
         };
+        let summary = flow.summary(&flow.hops);
         if finished {
             let events: Vec<(String, i64)> = flow
                 .messages_in_order()
@@ -354,30 +353,24 @@ impl Correlator {
                 .collect();
             // Learned once when it finishes; events after that (a
             // cancellation after a failure) move it to its real variant.
-            let before = self.learned.get(id).copied().unwrap_or(0);
+            let before = flow.learned;
             if events.len() > before {
                 if before == 0 {
-                    self.learner.learn(id, &events);
+                    self.learner.learn(&summary.id, &events);
                 } else {
-                    self.learner.grow(id, before, &events);
+                    self.learner.grow(&summary.id, before, &events);
                 }
-                self.learned.insert(id.to_owned(), events.len());
+                flow.learned = events.len();
             }
         }
-        let summary = flow.summary(&flow.hops);
-        match self.summaries.get_mut(id) {
-            Some(kept) => *kept = summary,
-            None => {
-                self.summaries.insert(id.to_owned(), summary);
-            }
-        }
-        true
+        flow.summary = Some(summary);
+        Some(flow)
     }
 
     /// The hops of a live flow as of its last judgement, with the vhost of
     /// its first message (for the latency learned from them).
     pub fn judged_hops(&self, id: &str) -> Option<(&str, &[Hop])> {
-        let flow = self.flows.get(id)?;
+        let flow = self.flows.get(&FlowId::parse(id)?)?;
         let vhost = flow
             .messages_in_order()
             .into_iter()
@@ -388,34 +381,35 @@ impl Correlator {
 
     /// One live flow in full.
     pub fn flow(&self, id: &str) -> Option<FlowDetail> {
-        let flow = self.flows.get(id)?;
+        let flow = self.flows.get(&FlowId::parse(id)?)?;
         Some(flow.detail(hops::build(flow)))
     }
 
     /// The live flows' summaries (as of the last [`Correlator::take_changes`]).
     pub fn summaries(&self) -> impl Iterator<Item = &FlowSummary> {
-        self.summaries.values()
+        self.flows.values().filter_map(|f| f.summary.as_ref())
     }
 
     /// The live flow an order key, message id or trace id belongs to.
     pub fn find(&self, needle: &str) -> Option<String> {
         let direct = [
-            needle.parse().ok().map(Ident::Trace),
-            Some(Ident::Message(needle.to_owned())),
-            Some(Ident::Correlation(needle.to_owned())),
+            needle.parse().ok().map(IdentRef::Trace),
+            Some(IdentRef::Message(Cow::Borrowed(needle))),
+            Some(IdentRef::Correlation(Cow::Borrowed(needle))),
         ];
         direct
             .iter()
             .flatten()
-            .find_map(|i| self.index.get(i).cloned())
+            .find_map(|i| self.index.get(i))
             .or_else(|| {
                 self.rules.iter().find_map(|(rule, _)| {
                     self.index
-                        .get(&Ident::Key(rule.name.clone(), needle.to_owned()))
-                        .cloned()
+                        .get(&IdentRef::Key(&rule.name, Cow::Borrowed(needle)))
                 })
             })
-            .or_else(|| self.flows.contains_key(needle).then(|| needle.to_owned()))
+            .copied()
+            .or_else(|| FlowId::parse(needle).filter(|id| self.flows.contains_key(id)))
+            .map(|id| id.to_string())
     }
 
     /// The process map learned so far.
@@ -441,113 +435,9 @@ enum Kind {
 }
 
 /// The business key among an observation's identifiers.
-fn key_of(ids: &[Ident]) -> Option<String> {
+fn key_of(ids: &[IdentRef<'_>]) -> Option<String> {
     ids.iter().find_map(|i| match i {
-        Ident::Key(_, value) => Some(value.clone()),
+        IdentRef::Key(_, value) => Some(value.to_string()),
         _ => None,
     })
-}
-
-fn ident_is_empty(ident: &Ident) -> bool {
-    match ident {
-        Ident::Trace(t) => t.is_zero(),
-        Ident::Message(s) | Ident::Correlation(s) => s.is_empty(),
-        Ident::Key(_, v) => v.is_empty(),
-    }
-}
-
-/// Digits of a flow id, in ASCII order, so that ids compare as the numbers
-/// they spell (URL-safe: `-`, `0-9`, `A-Z`, `_`, `a-z`).
-const ID_DIGITS: &[u8; 64] = b"-0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ_abcdefghijklmnopqrstuvwxyz";
-
-/// A flow's id: `f`, the second it was first seen (6 digits of 6 bits, up to
-/// the year 4147), and a 60-bit hash of the identifier it was first seen by
-/// (10 digits). Both come from the observation, so a replay after a restart
-/// gives the same ids.
-///
-/// Ids sort by time, like a UUIDv7's: a store appends new flows at the end
-/// of its indexes (by id, and its flow keys by flow). Ids that were a bare
-/// hash put each new flow at a random place, and with a large store every
-/// write dirtied a page per flow and index (measured: a write's commit time
-/// per flow doubled over a minute at 60k spans/s).
-fn flow_id(first: Option<&Ident>, first_seen_unix_us: i64) -> String {
-    use std::hash::{Hash, Hasher};
-    // FNV-1a: stable across processes and releases, unlike DefaultHasher.
-    struct Fnv(u64);
-    impl Hasher for Fnv {
-        fn finish(&self) -> u64 {
-            self.0
-        }
-        fn write(&mut self, bytes: &[u8]) {
-            for b in bytes {
-                self.0 = (self.0 ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3);
-            }
-        }
-    }
-    let mut h = Fnv(0xcbf2_9ce4_8422_2325);
-    first.map(Ident::text).unwrap_or_default().hash(&mut h);
-    let secs = (first_seen_unix_us.max(0) / 1_000_000).min((1 << 36) - 1) as u64;
-    let mut id = String::with_capacity(17);
-    id.push('f');
-    let digits = |value: u64, n: u32, id: &mut String| {
-        for i in (0..n).rev() {
-            id.push(char::from(ID_DIGITS[(value >> (6 * i) & 63) as usize]));
-        }
-    };
-    digits(secs, 6, &mut id);
-    digits(h.finish() >> 4, 10, &mut id);
-    id
-}
-
-#[cfg(test)]
-mod tests {
-    use super::{ID_DIGITS, Ident, flow_id};
-
-    const SECOND: i64 = 1_000_000;
-
-    #[test]
-    fn flow_ids_sort_by_the_second_first_seen() {
-        let t = 1_795_000_000 * SECOND;
-        let ids: Vec<String> = (0..500)
-            .map(|i| {
-                flow_id(
-                    Some(&Ident::Key("shop.order_id".into(), format!("ord-{i}"))),
-                    t + i * SECOND / 3,
-                )
-            })
-            .collect();
-        for pair in ids.windows(2) {
-            let (a, b) = (&pair[0][..7], &pair[1][..7]);
-            assert!(a <= b, "{} then {}: not in time order", pair[0], pair[1]);
-        }
-        assert!(ids[0] < ids[499]);
-        // Years apart too, and a time before 1970 sorts first.
-        assert!(flow_id(None, -5) < flow_id(None, t));
-        assert!(flow_id(None, t) < flow_id(None, t + 3_000 * 86_400 * SECOND));
-    }
-
-    #[test]
-    fn flow_ids_are_stable_distinct_and_url_safe() {
-        let t = 1_795_000_000 * SECOND + 123;
-        let key = |k: &str| Ident::Key("shop.order_id".into(), k.to_owned());
-        assert_eq!(
-            flow_id(Some(&key("ord-1")), t),
-            flow_id(Some(&key("ord-1")), t)
-        );
-        let mut seen: Vec<String> = (0..10_000)
-            .map(|i| flow_id(Some(&key(&format!("ord-{i}"))), t))
-            .collect();
-        seen.sort();
-        seen.dedup();
-        assert_eq!(seen.len(), 10_000, "two identifiers got one id");
-        for id in &seen {
-            assert_eq!(id.len(), 17);
-            assert!(id.starts_with('f'));
-            assert!(id[1..].bytes().all(|b| ID_DIGITS.contains(&b)), "{id}");
-        }
-        assert!(
-            ID_DIGITS.windows(2).all(|w| w[0] < w[1]),
-            "digits out of ASCII order"
-        );
-    }
 }
