@@ -1,5 +1,6 @@
 //! [`Attributes`]: a span's attributes, kept as their OTLP encoding.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
 
@@ -91,10 +92,15 @@ impl Attributes {
 
     /// One attribute as text: a string (not empty) or a number, as the
     /// correlator reads ids and keys.
-    pub fn text(&self, key: &str) -> Option<String> {
-        match self.get(key)? {
-            Value::String(s) if !s.is_empty() => Some(s),
-            Value::Number(n) => Some(n.to_string()),
+    /// Borrowed when the value is a string given once (the usual case).
+    pub fn text(&self, key: &str) -> Option<Cow<'_, str>> {
+        let kv = self.find(key)?;
+        if let Some(text) = kv.borrowed_str() {
+            return (!text.is_empty()).then_some(Cow::Borrowed(text));
+        }
+        match kv.value(0).unwrap_or(Value::Null) {
+            Value::String(s) if !s.is_empty() => Some(Cow::Owned(s)),
+            Value::Number(n) => Some(Cow::Owned(n.to_string())),
             _ => None,
         }
     }
@@ -197,6 +203,22 @@ mod tests {
         let back: Attributes = serde_json::from_value(json).unwrap();
         assert_eq!(back, a);
         assert!(Attributes::default().is_empty() && !a.is_empty());
+    }
+
+    #[test]
+    fn text_is_borrowed_from_a_string_and_read_from_anything_else() {
+        let a = attrs(&[
+            ("s", json!("ord-1")),
+            ("n", json!(42)),
+            ("empty", json!("")),
+            ("flag", json!(true)),
+            ("list", json!(["a"])),
+        ]);
+        assert!(matches!(a.text("s"), Some(Cow::Borrowed("ord-1"))));
+        assert!(matches!(a.text("n"), Some(Cow::Owned(n)) if n == "42"));
+        for not_text in ["empty", "flag", "list", "missing"] {
+            assert_eq!(a.text(not_text), None, "{not_text}");
+        }
     }
 
     #[test]

@@ -169,6 +169,26 @@ impl KeyValueRef<'_> {
     }
 }
 
+impl<'a> KeyValueRef<'a> {
+    /// The value when it is a string given once, borrowed: ids and names
+    /// read without a copy. `None` for any other value (read
+    /// [`KeyValueRef::text`] then).
+    pub fn borrowed_str(&self) -> Option<&'a str> {
+        if self.merged {
+            return None;
+        }
+        let mut reader = Reader::new(self.value?);
+        let mut text = None;
+        while let Some(field) = reader.field().ok()? {
+            text = match field {
+                (1, Wire::Len(s)) => Some(std::str::from_utf8(s).ok()?),
+                _ => return None,
+            };
+        }
+        text
+    }
+}
+
 /// A key-value's value, written as JSON straight from its encoding (as
 /// [`read_any_value`] reads it, without building a [`Value`]).
 #[derive(Debug)]

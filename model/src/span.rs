@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use compact_str::CompactString;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -28,7 +29,8 @@ pub struct SpanObservation {
     pub span_id: SpanId,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub parent_span_id: Option<SpanId>,
-    pub name: String,
+    /// Up to 24 bytes kept inline.
+    pub name: CompactString,
     pub kind: SpanKind,
     pub start_unix_us: i64,
     pub end_unix_us: i64,
@@ -150,30 +152,33 @@ pub struct SpanLink {
 
 /// Messaging attributes, whichever semantic-convention generation the
 /// service used (`messaging.destination.name` or `messaging.destination`, …).
+///
+/// Each up to 24 bytes is kept inline (systems, operations, exchanges,
+/// routing keys usually are): one allocation per span, not one per field.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MessagingAttributes {
     /// `messaging.system`, e.g. `rabbitmq`.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub system: Option<String>,
+    pub system: Option<CompactString>,
     /// `messaging.operation.type` (new) or `messaging.operation` (old):
     /// `send`/`publish`, `receive`, `process`, `create`, `settle`.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub operation: Option<String>,
+    pub operation: Option<CompactString>,
     /// `messaging.destination.name` (new) or `messaging.destination` (old): the exchange.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub destination: Option<String>,
+    pub destination: Option<CompactString>,
     /// `messaging.message.id` (new) or `messaging.message_id` (old).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub message_id: Option<String>,
+    pub message_id: Option<CompactString>,
     /// `messaging.message.conversation_id` (new) or `messaging.conversation_id` (old).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub conversation_id: Option<String>,
+    pub conversation_id: Option<CompactString>,
     /// `messaging.rabbitmq.destination.routing_key` (new) or `messaging.rabbitmq.routing_key` (old).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub routing_key: Option<String>,
+    pub routing_key: Option<CompactString>,
     /// `messaging.destination.subscription.name` or `messaging.consumer.group.name`: the queue.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub queue: Option<String>,
+    pub queue: Option<CompactString>,
 }
 
 /// Where each messaging attribute is read from, newest convention first.
@@ -211,7 +216,15 @@ impl MessagingAttributes {
             }
         }
         // The first key, by rank, whose value is text or a number.
-        let read = |field: usize| found[field].iter().flatten().find_map(|kv| kv.text());
+        let read = |field: usize| {
+            found[field]
+                .iter()
+                .flatten()
+                .find_map(|kv| match kv.borrowed_str() {
+                    Some(text) => Some(CompactString::from(text)),
+                    None => kv.text().map(CompactString::from),
+                })
+        };
         let attrs = Self {
             system: read(0),
             operation: read(1),

@@ -168,7 +168,7 @@ pub fn step_events(seed: u64, i: u64, step: usize) -> [Observation; 3] {
             .parse()
             .expect("a span id is 16 hex digits"),
         parent_span_id: Some(publish_span.parse().expect("a span id is 16 hex digits")),
-        name: format!("{queue} process"),
+        name: format!("{queue} process").into(),
         kind: SpanKind::Consumer,
         start_unix_us: delivered,
         end_unix_us: delivered + 8_000,

@@ -98,7 +98,7 @@ fn span_from_otlp(mut span: Span, observed_unix_us: i64) -> Result<SpanObservati
         attributes,
         events: span.events.into_iter().map(event_from_otlp).collect(),
         links,
-        name: span.name,
+        name: span.name.into(),
         ..SpanObservation::default()
     })
 }

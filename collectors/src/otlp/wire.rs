@@ -247,7 +247,7 @@ fn finish_span(
         attributes,
         events: raw.events,
         links,
-        name: raw.name.to_owned(),
+        name: raw.name.into(),
     })
 }
 

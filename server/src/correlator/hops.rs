@@ -37,7 +37,7 @@ pub fn build(flow: &FlowState) -> Vec<Hop> {
     span_only.sort_by_key(|s| s.start_unix_us);
     for producer in span_only {
         let m = producer.messaging.as_ref().expect("filtered on messaging");
-        let id = m.message_id.clone().unwrap_or_default();
+        let id = m.message_id.as_deref().unwrap_or_default().to_owned();
         let consumers: Vec<&SpanObservation> = flow
             .spans
             .iter()
@@ -55,13 +55,16 @@ pub fn build(flow: &FlowState) -> Vec<Hop> {
                 .get("shop.event_type")
                 .and_then(|v| v.as_str().map(str::to_owned)),
             producer: Some(producer.service.to_string()),
-            exchange: m.destination.clone().unwrap_or_default(),
-            routing_key: m.routing_key.clone().unwrap_or_default(),
+            exchange: m.destination.as_deref().unwrap_or_default().to_owned(),
+            routing_key: m.routing_key.as_deref().unwrap_or_default().to_owned(),
             published_unix_us: Some(producer.end_unix_us),
             ..Default::default()
         };
         if let Some(first) = consumers.iter().min_by_key(|s| s.start_unix_us) {
-            hop.queue = first.messaging.as_ref().and_then(|c| c.queue.clone());
+            hop.queue = first
+                .messaging
+                .as_ref()
+                .and_then(|c| c.queue.as_deref().map(str::to_owned));
             hop.consumer = Some(first.service.to_string());
             hop.delivered_unix_us = Some(first.start_unix_us);
         }

@@ -191,10 +191,7 @@ pub fn span_key<'a>(
     rules: &'a [(KeyRule, KeySource)],
 ) -> Option<(&'a str, Cow<'a, str>)> {
     rules.iter().find_map(|(rule, source)| match source {
-        KeySource::Attribute(name) => span
-            .attributes
-            .text(name)
-            .map(|v| (rule.name.as_str(), Cow::Owned(v))),
+        KeySource::Attribute(name) => span.attributes.text(name).map(|v| (rule.name.as_str(), v)),
         _ => None,
     })
 }

@@ -110,7 +110,7 @@ pub fn span(
         messaging: Some(Box::new(MessagingAttributes {
             system: Some("rabbitmq".into()),
             message_id: Some(message_id.into()),
-            queue: queue.map(str::to_owned),
+            queue: queue.map(Into::into),
             ..Default::default()
         })),
         ..Default::default()

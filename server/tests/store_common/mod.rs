@@ -198,7 +198,7 @@ pub fn span(n: u32, service: &str, t: i64, error: bool) -> SpanObservation {
         messaging: Some(Box::new(MessagingAttributes {
             system: Some("rabbitmq".into()),
             operation: Some("process".into()),
-            message_id: Some(message_id(n, 1)),
+            message_id: Some(message_id(n, 1).into()),
             queue: Some("payment.orders".into()),
             ..Default::default()
         })),
