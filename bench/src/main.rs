@@ -9,6 +9,7 @@
 mod alert;
 mod chart;
 mod freshness;
+mod idle_memory;
 mod measure;
 mod otlp;
 mod rabbit;
@@ -50,6 +51,8 @@ enum Bench {
     /// Where one span's CPU goes inside flowscope (read, correlate, judge,
     /// tick), measured in-process, per payload.
     OtlpStages(otlp::stages::StagesArgs),
+    /// What touching memory again costs after it sat idle (0 ms to 10 s) on this machine.
+    IdleMemory(idle_memory::IdleMemoryArgs),
     /// flowscope's store (SQLite, PostgreSQL): write rate, bytes per event against a
     /// naive JSON schema, lookup latency by order key and trace id, cold and warm.
     Storage(storage::StorageArgs),
@@ -68,5 +71,6 @@ fn main() -> anyhow::Result<()> {
         Bench::Otlp(args) => rabbit::block_on(otlp::run(args, cli.repeats)),
         Bench::OtlpStages(args) => otlp::stages::run(args),
         Bench::Storage(args) => rabbit::block_on(storage::run(args)),
+        Bench::IdleMemory(args) => idle_memory::run(args),
     }
 }

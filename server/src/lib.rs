@@ -11,6 +11,7 @@
 //! demo shop ([`demo`]).
 
 pub mod alerts;
+pub mod allocator;
 pub mod api;
 pub mod audit;
 pub mod collect;

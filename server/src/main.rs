@@ -10,7 +10,8 @@ use tracing_subscriber::EnvFilter;
 
 /// mimalloc instead of glibc's malloc: ingest allocates and frees a few dozen
 /// small blocks per span, and glibc's allocator was the largest item in the
-/// OTLP profile (see docs/benchmarks.md, OTLP).
+/// OTLP profile (see docs/benchmarks.md, OTLP). Its settings:
+/// [`flowscope_server::allocator`].
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -111,8 +112,22 @@ enum Command {
     Config,
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
+    flowscope_server::allocator::configure();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("flowscope: cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(start())
+}
+
+async fn start() -> ExitCode {
     let cli = Cli::parse();
     // The shop's commands set up their own logging and tracing.
     if !matches!(cli.command, Command::Shop { .. }) {

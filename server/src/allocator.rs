@@ -1,0 +1,46 @@
+//! The allocator's settings: how long freed memory stays with mimalloc.
+//!
+//! mimalloc returns memory freed for a second (its default purge delay) to
+//! the OS, a few pages at a time. Under steady load that splits the 2 MiB
+//! huge pages the live flows sit in into 4 KiB ones, and on a virtual
+//! machine a 4 KiB page left idle for a second costs 2–5 µs to touch again
+//! (against 0.1–0.3 µs per 4 KiB of a huge page: `flowscope-bench
+//! idle-memory`); every live flow is touched again when it is judged done
+//! and when it is let go. Measured (docs/benchmarks.md, OTLP, sixth
+//! sitting): CPU per span −40 to −50 % at 10k spans/s.
+//!
+//! Ten seconds keeps the live set in huge pages under load (freed memory is
+//! reused well within it) and still hands memory back after a burst.
+
+use std::ffi::OsString;
+use std::os::unix::process::CommandExt as _;
+
+/// The setting, as mimalloc reads it from the environment.
+pub const PURGE_DELAY_VAR: &str = "MIMALLOC_PURGE_DELAY";
+/// Milliseconds freed memory is kept before it goes back to the OS.
+pub const PURGE_DELAY_MS: &str = "10000";
+
+/// Makes sure the process runs with the purge delay set: mimalloc reads it
+/// from the environment, and the environment cannot be changed safely once
+/// the process runs, so the first start runs itself again with it set (same
+/// pid, arguments and environment besides). A value set by the user is kept;
+/// when running again fails, this process goes on with mimalloc's default.
+///
+/// Call first thing in `main`, before any thread starts.
+pub fn configure() {
+    if std::env::var_os(PURGE_DELAY_VAR).is_some() {
+        return;
+    }
+    let Ok(exe) = std::env::current_exe() else {
+        return;
+    };
+    let mut args = std::env::args_os();
+    let arg0 = args.next().unwrap_or_else(|| OsString::from("flowscope"));
+    let err = std::process::Command::new(exe)
+        .arg0(arg0)
+        .args(args)
+        .env(PURGE_DELAY_VAR, PURGE_DELAY_MS)
+        .exec();
+    // Only returns on failure (a binary replaced since it started, say).
+    eprintln!("flowscope: running with the allocator's default purge delay ({err})");
+}
