@@ -59,6 +59,9 @@ enum Bench {
 }
 
 fn main() -> anyhow::Result<()> {
+    // The server's allocator settings too (the flowscope processes it starts
+    // inherit them, as they would set them; rotel does not use mimalloc).
+    flowscope_server::allocator::configure();
     let cli = Cli::parse();
     let _ = cli.repeats;
     match cli.bench {

@@ -78,6 +78,9 @@ pub struct Receiver {
     child: Option<Child>,
 }
 
+/// Starts tried when a port is taken between its pick and its use.
+const START_TRIES: usize = 3;
+
 /// A free loopback port (bound, read, released).
 fn free_addr() -> anyhow::Result<SocketAddr> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?)
@@ -85,7 +88,27 @@ fn free_addr() -> anyhow::Result<SocketAddr> {
 
 impl Receiver {
     /// Starts the receiver and waits until its gRPC and HTTP ports answer.
+    ///
+    /// Free ports are found by binding and releasing them, so another
+    /// process may take one before the receiver binds it: a start that
+    /// fails on a port in use is tried again on new ports (3 tries).
     pub async fn start(spec: &Spec, run: usize) -> anyhow::Result<Self> {
+        let mut tries = 1;
+        loop {
+            match Self::start_once(spec, run).await {
+                Err(err) if tries < START_TRIES && format!("{err:#}").contains("in use") => {
+                    eprintln!(
+                        "  {} lost a port before binding it, trying new ports: {err:#}",
+                        spec.side.name()
+                    );
+                    tries += 1;
+                }
+                result => return result,
+            }
+        }
+    }
+
+    async fn start_once(spec: &Spec, run: usize) -> anyhow::Result<Self> {
         let dir = std::env::temp_dir().join(format!(
             "flowscope-bench-{}-{}-{run}",
             std::process::id(),

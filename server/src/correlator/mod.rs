@@ -68,6 +68,10 @@ pub struct Correlator {
     index: hashbrown::HashMap<Ident, FlowId>,
     learner: ProcessMapLearner,
     changed: BTreeSet<FlowId>,
+    /// When each live flow's status may next change with time alone
+    /// (its `next_check_unix_us`), soonest first: the tick takes the due
+    /// ones instead of looking at every live flow.
+    due: BTreeSet<(i64, FlowId)>,
     removed: Vec<String>,
 }
 
@@ -86,6 +90,7 @@ impl Correlator {
             index: hashbrown::HashMap::default(),
             learner: ProcessMapLearner::default(),
             changed: BTreeSet::new(),
+            due: BTreeSet::new(),
             removed: Vec::new(),
         })
     }
@@ -227,6 +232,9 @@ impl Correlator {
             let Some(other) = self.flows.remove(id) else {
                 continue;
             };
+            if let Some(t) = other.next_check_unix_us {
+                self.due.remove(&(t, *id));
+            }
             for ident in &other.idents {
                 if let Some(owner) = self.index.get_mut(ident) {
                     *owner = target;
@@ -250,20 +258,29 @@ impl Correlator {
     /// judged at the next take anyway.
     ///
     /// Only flows due for it are judged again: each knows when a wait of its
-    /// next crosses a threshold ([`status::next_change`]), instead of all
-    /// live flows (up to 20,000) twice a second, traffic or not.
+    /// next crosses a threshold ([`status::next_change`]), and those times
+    /// are kept in order (`due`), so a tick looks at the due flows only, not
+    /// at every live flow (up to 20,000) twice a second.
     pub fn tick(&mut self, now_unix_us: i64) {
-        for (id, flow) in &mut self.flows {
-            if flow.pending || flow.next_check_unix_us.is_none_or(|t| t > now_unix_us) {
+        while let Some(&(at, id)) = self.due.first()
+            && at <= now_unix_us
+        {
+            self.due.pop_first();
+            let Some(flow) = self.flows.get_mut(&id) else {
+                continue;
+            };
+            flow.next_check_unix_us = None;
+            if flow.pending {
+                // Judged at the next take, which sets its next check.
                 continue;
             }
             let (status, reason) = status::evaluate(flow, &flow.hops, &self.config, now_unix_us);
             if status != flow.status || reason != flow.reason {
                 flow.pending = true;
-                self.changed.insert(*id);
+                self.changed.insert(id);
             } else {
-                flow.next_check_unix_us =
-                    status::next_change(flow, &flow.hops, &self.config, status, now_unix_us);
+                let next = status::next_change(flow, &flow.hops, &self.config, status, now_unix_us);
+                set_next_check(&mut self.due, flow, next);
             }
         }
         self.evict();
@@ -284,6 +301,9 @@ impl Correlator {
         candidates.select_nth_unstable(excess - 1);
         for (_, _, id) in &candidates[..excess] {
             if let Some(flow) = self.flows.remove(id) {
+                if let Some(t) = flow.next_check_unix_us {
+                    self.due.remove(&(t, *id));
+                }
                 for ident in &flow.idents {
                     if self.index.get(ident) == Some(id) {
                         self.index.remove(ident);
@@ -334,8 +354,8 @@ impl Correlator {
         flow.pending = false;
         flow.hops = hops::build(flow);
         let (status, reason) = status::evaluate(flow, &flow.hops, &self.config, now_unix_us);
-        flow.next_check_unix_us =
-            status::next_change(flow, &flow.hops, &self.config, status, now_unix_us);
+        let next = status::next_change(flow, &flow.hops, &self.config, status, now_unix_us);
+        set_next_check(&mut self.due, flow, next);
         flow.status = status;
         flow.reason = reason;
         let finished = status.is_final() || status == flowscope_model::FlowStatus::Failed;
@@ -428,6 +448,20 @@ impl Correlator {
     }
 }
 
+/// Sets when a flow is next due for the tick, keeping `due` in step.
+fn set_next_check(due: &mut BTreeSet<(i64, FlowId)>, flow: &mut FlowState, next: Option<i64>) {
+    if flow.next_check_unix_us == next {
+        return;
+    }
+    if let Some(t) = flow.next_check_unix_us {
+        due.remove(&(t, flow.id));
+    }
+    if let Some(t) = next {
+        due.insert((t, flow.id));
+    }
+    flow.next_check_unix_us = next;
+}
+
 enum Kind {
     Publish,
     Deliver,
@@ -440,4 +474,92 @@ fn key_of(ids: &[IdentRef<'_>]) -> Option<String> {
         IdentRef::Key(_, value) => Some(value.to_string()),
         _ => None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use flowscope_model::{Observation, SpanId, SpanObservation, TraceId};
+
+    use super::Correlator;
+    use super::config::CorrelationConfig;
+
+    const SECOND: i64 = 1_000_000;
+
+    fn span(trace: u8, n: u8, at: i64) -> Observation {
+        Observation::Span(Arc::new(SpanObservation {
+            trace_id: TraceId([trace; 16]),
+            span_id: SpanId([n.max(1); 8]),
+            start_unix_us: at,
+            end_unix_us: at + 1_000,
+            ..Default::default()
+        }))
+    }
+
+    /// Every flow waiting for time is in `due` once, at its time, and
+    /// nothing else is: after merges, evictions and ticks.
+    fn assert_due_in_step(c: &Correlator) {
+        let waiting: Vec<_> = c
+            .flows
+            .values()
+            .filter_map(|f| Some((f.next_check_unix_us?, f.id)))
+            .collect();
+        assert_eq!(
+            c.due.len(),
+            waiting.len(),
+            "due holds gone or stale entries"
+        );
+        for entry in waiting {
+            assert!(c.due.contains(&entry), "{entry:?} missing from due");
+        }
+    }
+
+    #[test]
+    fn the_tick_finds_the_due_flows_through_merges_and_evictions() {
+        let mut c = Correlator::new(CorrelationConfig {
+            max_live_flows: 50,
+            ..Default::default()
+        })
+        .unwrap();
+        let t = 1_795_000_000 * SECOND;
+        for i in 0..120u8 {
+            c.ingest(span(i, 1, t + i64::from(i) * SECOND / 10));
+        }
+        c.take_summaries(t + 12 * SECOND);
+        assert_due_in_step(&c);
+        // A span linking two flows merges them.
+        let mut bridge = SpanObservation {
+            trace_id: TraceId([118; 16]),
+            span_id: SpanId([9; 8]),
+            start_unix_us: t + 13 * SECOND,
+            end_unix_us: t + 13 * SECOND,
+            ..Default::default()
+        };
+        bridge.links.push(flowscope_model::SpanLink {
+            trace_id: TraceId([119; 16]),
+            span_id: SpanId([1; 8]),
+            ..Default::default()
+        });
+        c.ingest(Observation::Span(Arc::new(bridge)));
+        c.take_summaries(t + 13 * SECOND);
+        c.tick(t + 13 * SECOND);
+        assert_due_in_step(&c);
+        assert_eq!(c.num_flows(), 50, "evicted down to the bound");
+        // Quiet for the quiescence time: every flow completes by time alone.
+        let later = t + 60 * SECOND;
+        c.tick(later);
+        let done = c.take_summaries(later);
+        assert!(
+            done.updated
+                .iter()
+                .all(|f| f.status == flowscope_model::FlowStatus::Completed),
+            "{:?}",
+            done.updated.iter().map(|f| f.status).collect::<Vec<_>>()
+        );
+        assert_eq!(done.updated.len(), 50, "every live flow was due");
+        c.tick(later + SECOND);
+        assert_due_in_step(&c);
+        assert!(c.take_summaries(later + SECOND).updated.is_empty());
+    }
 }
