@@ -56,6 +56,37 @@ pub struct SummaryChanges {
     pub removed: Vec<String>,
 }
 
+/// The live flows the alert rules on flows count ([`Correlator::tick_with_stats`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FlowStats {
+    /// Stuck now.
+    pub stuck: u64,
+    /// Finished (completed, compensated, failed …) within the window.
+    pub finished: u64,
+    /// Of those, failed.
+    pub failed: u64,
+}
+
+impl FlowStats {
+    /// Counts a flow (`sign` 1) or takes it back (-1), as of its last judgement.
+    fn add(&mut self, flow: &FlowState, since: i64, sign: i64) {
+        let Some(summary) = &flow.summary else {
+            return;
+        };
+        let count = |n: &mut u64| *n = n.saturating_add_signed(sign);
+        match summary.status {
+            flowscope_model::FlowStatus::Stuck => count(&mut self.stuck),
+            status if summary.ended_unix_us.is_some_and(|t| t > since) => {
+                count(&mut self.finished);
+                if status == flowscope_model::FlowStatus::Failed {
+                    count(&mut self.failed);
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
 /// Joins observations into flows.
 #[derive(Debug)]
 pub struct Correlator {
@@ -262,6 +293,13 @@ impl Correlator {
     /// are kept in order (`due`), so a tick looks at the due flows only, not
     /// at every live flow (up to 20,000) twice a second.
     pub fn tick(&mut self, now_unix_us: i64) {
+        self.tick_with_stats(now_unix_us, 0);
+    }
+
+    /// [`Correlator::tick`], counting the live flows as it evicts (one
+    /// pass over them): stuck, and finished (of which failed) less than
+    /// `window_us` ago, as of their last judgement.
+    pub fn tick_with_stats(&mut self, now_unix_us: i64, window_us: i64) -> FlowStats {
         while let Some(&(at, id)) = self.due.first()
             && at <= now_unix_us
         {
@@ -283,24 +321,30 @@ impl Correlator {
                 set_next_check(&mut self.due, flow, next);
             }
         }
-        self.evict();
+        self.evict_and_count(now_unix_us - window_us)
     }
 
-    /// Drops the excess flows: finished ones first, then the least recently seen.
-    fn evict(&mut self) {
+    /// Drops the excess flows, finished ones first, then the least recently
+    /// seen; counts those that stay (finished: ended after `since`).
+    fn evict_and_count(&mut self, since: i64) -> FlowStats {
         let excess = self.flows.len().saturating_sub(self.config.max_live_flows);
-        if excess == 0 {
-            return;
+        let mut stats = FlowStats::default();
+        let mut candidates: Vec<(bool, i64, FlowId)> =
+            Vec::with_capacity(if excess > 0 { self.flows.len() } else { 0 });
+        for flow in self.flows.values() {
+            stats.add(flow, since, 1);
+            if excess > 0 {
+                candidates.push((!flow.status.is_final(), flow.last_unix_us, flow.id));
+            }
         }
-        let mut candidates: Vec<(bool, i64, FlowId)> = self
-            .flows
-            .values()
-            .map(|f| (!f.status.is_final(), f.last_unix_us, f.id))
-            .collect();
+        if excess == 0 {
+            return stats;
+        }
         // The `excess` smallest (ids are unique, so the order is total).
         candidates.select_nth_unstable(excess - 1);
         for (_, _, id) in &candidates[..excess] {
             if let Some(flow) = self.flows.remove(id) {
+                stats.add(&flow, since, -1);
                 if let Some(t) = flow.next_check_unix_us {
                     self.due.remove(&(t, *id));
                 }
@@ -312,6 +356,7 @@ impl Correlator {
             }
             self.changed.remove(id);
         }
+        stats
     }
 
     /// Judges every changed flow and returns them in full, with merged-away ids.
@@ -561,5 +606,19 @@ mod tests {
         c.tick(later + SECOND);
         assert_due_in_step(&c);
         assert!(c.take_summaries(later + SECOND).updated.is_empty());
+        // Counted as they stay live: finished within the window, not after it.
+        let stats = c.tick_with_stats(later + 2 * SECOND, 120 * SECOND);
+        assert_eq!((stats.stuck, stats.finished, stats.failed), (0, 50, 0));
+        let stats = c.tick_with_stats(later + 200 * SECOND, 120 * SECOND);
+        assert_eq!((stats.stuck, stats.finished, stats.failed), (0, 0, 0));
+        // New flows over the bound evict finished ones first, and those
+        // are not counted.
+        for i in 0..10u8 {
+            c.ingest(span(200 + i, 1, later + 201 * SECOND));
+        }
+        c.take_summaries(later + 201 * SECOND);
+        let stats = c.tick_with_stats(later + 201 * SECOND, 1_000 * SECOND);
+        assert_eq!(c.num_flows(), 50);
+        assert_eq!((stats.stuck, stats.finished, stats.failed), (0, 40, 0));
     }
 }

@@ -101,22 +101,10 @@ impl Engine {
     fn tick(&self) {
         let now = now_unix_us();
         let mut live = self.live.write().expect("live lock");
-        live.correlator.tick(now);
         let window_us = live.alerts.failure_window_secs() as i64 * 1_000_000;
-        let (mut stuck, mut finished, mut failed) = (0, 0, 0);
-        for flow in live.correlator.summaries() {
-            match flow.status {
-                flowscope_model::FlowStatus::Stuck => stuck += 1,
-                status if flow.ended_unix_us.is_some_and(|t| now - t < window_us) => {
-                    finished += 1;
-                    if status == flowscope_model::FlowStatus::Failed {
-                        failed += 1;
-                    }
-                }
-                _ => {}
-            }
-        }
-        live.alerts.set_flow_stats(stuck, finished, failed);
+        let stats = live.correlator.tick_with_stats(now, window_us);
+        live.alerts
+            .set_flow_stats(stats.stuck, stats.finished, stats.failed);
     }
 
     async fn publish(&self, pending: &mut Vec<Observation>) {
