@@ -94,7 +94,10 @@ pub struct Correlator {
     /// Shared so that an observation's identifiers can borrow rule names
     /// while the flows change.
     rules: Arc<[(KeyRule, KeySource)]>,
-    flows: HashMap<FlowId, FlowState>,
+    /// Boxed: the table holds 24 bytes a flow, not 600, so that the
+    /// rehashes live-set churn brings (tombstones filling up) move little
+    /// (a 20 MB table was reallocated and copied, its fresh pages zeroed).
+    flows: HashMap<FlowId, Box<FlowState>>,
     /// Which flow each identifier belongs to; looked up with borrowed identifiers.
     index: hashbrown::HashMap<Ident, FlowId>,
     learner: ProcessMapLearner,
@@ -214,11 +217,13 @@ impl Correlator {
         let target = match found.len() {
             0 => {
                 let id = FlowId::new(ids().next(), at);
-                self.flows.entry(id).or_insert_with(|| FlowState {
-                    id,
-                    first_unix_us: at,
-                    last_unix_us: at,
-                    ..Default::default()
+                self.flows.entry(id).or_insert_with(|| {
+                    Box::new(FlowState {
+                        id,
+                        first_unix_us: at,
+                        last_unix_us: at,
+                        ..Default::default()
+                    })
                 });
                 id
             }
@@ -276,7 +281,7 @@ impl Correlator {
             self.flows
                 .get_mut(&target)
                 .expect("target flow exists")
-                .absorb(other);
+                .absorb(*other);
         }
         target
     }
@@ -484,7 +489,7 @@ impl Correlator {
 
     /// Which services lose or restart trace context.
     pub fn propagation(&self) -> propagation::PropagationReport {
-        propagation::report(self.flows.values())
+        propagation::report(self.flows.values().map(|f| &**f))
     }
 
     /// Live flows.
