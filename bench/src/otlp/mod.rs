@@ -93,9 +93,10 @@ pub struct OtlpArgs {
     /// Do not pin the generator and the receiver to a core each.
     #[arg(long)]
     pub no_pin: bool,
-    /// Where the ramp chart goes.
-    #[arg(long, default_value = "docs/benchmarks/otlp-ramp.svg")]
-    pub chart: PathBuf,
+    /// Draw the ramp chart to this SVG file (docs/benchmarks.md's is
+    /// `docs/benchmarks/otlp-ramp.svg`); none: no chart.
+    #[arg(long)]
+    pub chart: Option<PathBuf>,
 }
 
 /// A part of the OTLP benchmark.
@@ -185,7 +186,9 @@ pub async fn run(args: OtlpArgs, repeats: usize) -> anyhow::Result<()> {
     if !ramp_rows.is_empty() {
         measure::print_rows(&ramp_rows)?;
     }
-    if !lines.is_empty() {
+    if let Some(path) = &args.chart
+        && !lines.is_empty()
+    {
         let chart = Chart {
             title: format!(
                 "OTLP/{} ingest ramp: accepted vs offered spans/s",
@@ -196,12 +199,12 @@ pub async fn run(args: OtlpArgs, repeats: usize) -> anyhow::Result<()> {
             series: lines,
             diagonal: true,
         };
-        if let Some(dir) = args.chart.parent().filter(|d| !d.as_os_str().is_empty()) {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)?;
         }
-        std::fs::write(&args.chart, chart.to_svg())
-            .with_context(|| format!("writing {}", args.chart.display()))?;
-        eprintln!("chart written to {}", args.chart.display());
+        std::fs::write(path, chart.to_svg())
+            .with_context(|| format!("writing {}", path.display()))?;
+        eprintln!("chart written to {}", path.display());
     }
     Ok(())
 }
