@@ -19,6 +19,7 @@ pub mod hops;
 pub mod ids;
 pub mod process_map;
 pub mod propagation;
+pub mod stats;
 pub mod status;
 
 use std::borrow::Cow;
@@ -35,6 +36,7 @@ use self::flow::{FlowState, MAX_MESSAGES_PER_FLOW, MAX_SPANS_PER_FLOW};
 use self::flow_id::FlowId;
 use self::ids::{Ident, IdentRef};
 use self::process_map::ProcessMapLearner;
+pub use self::stats::FlowStats;
 
 /// What changed since the last [`Correlator::take_changes`].
 #[derive(Debug, Default)]
@@ -54,37 +56,6 @@ pub struct SummaryChanges {
     pub updated: Vec<FlowSummary>,
     /// Flows merged into others (their ids are gone).
     pub removed: Vec<String>,
-}
-
-/// The live flows the alert rules on flows count ([`Correlator::tick_with_stats`]).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct FlowStats {
-    /// Stuck now.
-    pub stuck: u64,
-    /// Finished (completed, compensated, failed …) within the window.
-    pub finished: u64,
-    /// Of those, failed.
-    pub failed: u64,
-}
-
-impl FlowStats {
-    /// Counts a flow (`sign` 1) or takes it back (-1), as of its last judgement.
-    fn add(&mut self, flow: &FlowState, since: i64, sign: i64) {
-        let Some(summary) = &flow.summary else {
-            return;
-        };
-        let count = |n: &mut u64| *n = n.saturating_add_signed(sign);
-        match summary.status {
-            flowscope_model::FlowStatus::Stuck => count(&mut self.stuck),
-            status if summary.ended_unix_us.is_some_and(|t| t > since) => {
-                count(&mut self.finished);
-                if status == flowscope_model::FlowStatus::Failed {
-                    count(&mut self.failed);
-                }
-            }
-            _ => {}
-        }
-    }
 }
 
 /// Joins observations into flows.
@@ -527,103 +498,4 @@ fn key_of(ids: &[IdentRef<'_>]) -> Option<String> {
 }
 
 #[cfg(test)]
-mod tests {
-    use std::sync::Arc;
-
-    use flowscope_model::{Observation, SpanId, SpanObservation, TraceId};
-
-    use super::Correlator;
-    use super::config::CorrelationConfig;
-
-    const SECOND: i64 = 1_000_000;
-
-    fn span(trace: u8, n: u8, at: i64) -> Observation {
-        Observation::Span(Arc::new(SpanObservation {
-            trace_id: TraceId([trace; 16]),
-            span_id: SpanId([n.max(1); 8]),
-            start_unix_us: at,
-            end_unix_us: at + 1_000,
-            ..Default::default()
-        }))
-    }
-
-    /// Every flow waiting for time is in `due` once, at its time, and
-    /// nothing else is: after merges, evictions and ticks.
-    fn assert_due_in_step(c: &Correlator) {
-        let waiting: Vec<_> = c
-            .flows
-            .values()
-            .filter_map(|f| Some((f.next_check_unix_us?, f.id)))
-            .collect();
-        assert_eq!(
-            c.due.len(),
-            waiting.len(),
-            "due holds gone or stale entries"
-        );
-        for entry in waiting {
-            assert!(c.due.contains(&entry), "{entry:?} missing from due");
-        }
-    }
-
-    #[test]
-    fn the_tick_finds_the_due_flows_through_merges_and_evictions() {
-        let mut c = Correlator::new(CorrelationConfig {
-            max_live_flows: 50,
-            ..Default::default()
-        })
-        .unwrap();
-        let t = 1_795_000_000 * SECOND;
-        for i in 0..120u8 {
-            c.ingest(span(i, 1, t + i64::from(i) * SECOND / 10));
-        }
-        c.take_summaries(t + 12 * SECOND);
-        assert_due_in_step(&c);
-        // A span linking two flows merges them.
-        let mut bridge = SpanObservation {
-            trace_id: TraceId([118; 16]),
-            span_id: SpanId([9; 8]),
-            start_unix_us: t + 13 * SECOND,
-            end_unix_us: t + 13 * SECOND,
-            ..Default::default()
-        };
-        bridge.links.push(flowscope_model::SpanLink {
-            trace_id: TraceId([119; 16]),
-            span_id: SpanId([1; 8]),
-            ..Default::default()
-        });
-        c.ingest(Observation::Span(Arc::new(bridge)));
-        c.take_summaries(t + 13 * SECOND);
-        c.tick(t + 13 * SECOND);
-        assert_due_in_step(&c);
-        assert_eq!(c.num_flows(), 50, "evicted down to the bound");
-        // Quiet for the quiescence time: every flow completes by time alone.
-        let later = t + 60 * SECOND;
-        c.tick(later);
-        let done = c.take_summaries(later);
-        assert!(
-            done.updated
-                .iter()
-                .all(|f| f.status == flowscope_model::FlowStatus::Completed),
-            "{:?}",
-            done.updated.iter().map(|f| f.status).collect::<Vec<_>>()
-        );
-        assert_eq!(done.updated.len(), 50, "every live flow was due");
-        c.tick(later + SECOND);
-        assert_due_in_step(&c);
-        assert!(c.take_summaries(later + SECOND).updated.is_empty());
-        // Counted as they stay live: finished within the window, not after it.
-        let stats = c.tick_with_stats(later + 2 * SECOND, 120 * SECOND);
-        assert_eq!((stats.stuck, stats.finished, stats.failed), (0, 50, 0));
-        let stats = c.tick_with_stats(later + 200 * SECOND, 120 * SECOND);
-        assert_eq!((stats.stuck, stats.finished, stats.failed), (0, 0, 0));
-        // New flows over the bound evict finished ones first, and those
-        // are not counted.
-        for i in 0..10u8 {
-            c.ingest(span(200 + i, 1, later + 201 * SECOND));
-        }
-        c.take_summaries(later + 201 * SECOND);
-        let stats = c.tick_with_stats(later + 201 * SECOND, 1_000 * SECOND);
-        assert_eq!(c.num_flows(), 50);
-        assert_eq!((stats.stuck, stats.finished, stats.failed), (0, 40, 0));
-    }
-}
+mod tests;
