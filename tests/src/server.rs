@@ -138,6 +138,50 @@ impl Webhook {
     }
 }
 
+/// A `flowscope serve` configuration file in a directory, on free ports:
+/// the UI/API and OTLP addresses and the audit log, then `sections` (more
+/// TOML) as given.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    /// The file written (`flowscope.toml` in the directory).
+    pub path: std::path::PathBuf,
+    /// The UI/API port.
+    pub listen: u16,
+    /// The OTLP/gRPC port.
+    pub grpc: u16,
+    /// The OTLP/HTTP port.
+    pub http: u16,
+}
+
+impl ServeConfig {
+    /// Writes it.
+    pub fn write(dir: &std::path::Path, sections: &str) -> Self {
+        let port = || crate::shop::free_port().expect("a free port");
+        let (listen, grpc, http) = (port(), port(), port());
+        let path = dir.join("flowscope.toml");
+        std::fs::write(
+            &path,
+            format!(
+                r#"[server]
+listen = "127.0.0.1:{listen}"
+audit_file = "{dir}/audit.log"
+[otlp]
+grpc_addr = "127.0.0.1:{grpc}"
+http_addr = "127.0.0.1:{http}"
+{sections}"#,
+                dir = dir.display(),
+            ),
+        )
+        .unwrap_or_else(|err| panic!("cannot write {}: {err}", path.display()));
+        Self {
+            path,
+            listen,
+            grpc,
+            http,
+        }
+    }
+}
+
 /// `flowscope --config <file> serve` as a real process (the workspace's
 /// binary, or `$FLOWSCOPE_BIN`), killed if the test ends early.
 #[derive(Debug)]

@@ -6,7 +6,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use flowscope_server::allocator::{PURGE_DELAY_MS, PURGE_DELAY_VAR};
-use flowscope_tests::shop::{free_port, workspace_binary};
+use flowscope_tests::server::ServeConfig;
+use flowscope_tests::shop::workspace_binary;
 
 /// The value of `var` in a running process's environment.
 fn env_of(pid: u32, var: &str) -> Option<String> {
@@ -24,38 +25,18 @@ fn serve_runs_with_the_purge_delay_set_and_keeps_a_value_the_user_set() {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     for given in [None, Some("250")] {
-        let listen = free_port().unwrap();
-        let config = dir.join("flowscope.toml");
-        std::fs::write(
-            &config,
-            format!(
-                r#"
-[server]
-listen = "127.0.0.1:{listen}"
-audit_file = "{dir}/audit.log"
-[firehose]
-enabled = false
-[management]
-enabled = false
-[otlp]
-grpc_addr = "127.0.0.1:{grpc}"
-http_addr = "127.0.0.1:{http}"
-[store]
-url = "none"
-"#,
-                dir = dir.display(),
-                grpc = free_port().unwrap(),
-                http = free_port().unwrap(),
-            ),
-        )
-        .unwrap();
+        let config = ServeConfig::write(
+            &dir,
+            "[firehose]\nenabled = false\n[management]\nenabled = false\n[store]\nurl = \"none\"\n",
+        );
+        let listen = config.listen;
         let mut command = Command::new(workspace_binary(
             "flowscope",
             "FLOWSCOPE_BIN",
             "flowscope-server",
         ));
         command
-            .args(["--config", &config.to_string_lossy(), "serve"])
+            .args(["--config", &config.path.to_string_lossy(), "serve"])
             .stdout(Stdio::null())
             .stderr(Stdio::inherit());
         match given {

@@ -12,8 +12,7 @@ use std::time::{Duration, Instant};
 
 use flowscope_server::store::{Store, StoreConfig};
 use flowscope_tests::eventually;
-use flowscope_tests::server::ServeProcess;
-use flowscope_tests::shop::free_port;
+use flowscope_tests::server::{ServeConfig, ServeProcess};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
@@ -126,35 +125,22 @@ async fn every_span_accepted_before_a_clean_stop_is_stored() {
     let dir = std::env::temp_dir().join(format!("flowscope-persist-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    let (listen, grpc, http) = (
-        free_port().unwrap(),
-        free_port().unwrap(),
-        free_port().unwrap(),
-    );
     let db = format!("sqlite://{}/flowscope.db", dir.display());
-    let config = dir.join("flowscope.toml");
-    std::fs::write(
-        &config,
-        format!(
+    let config = ServeConfig::write(
+        &dir,
+        &format!(
             r#"
-[server]
-listen = "127.0.0.1:{listen}"
-audit_file = "{dir}/audit.log"
 [firehose]
 enabled = false
 [management]
 enabled = false
-[otlp]
-grpc_addr = "127.0.0.1:{grpc}"
-http_addr = "127.0.0.1:{http}"
 [store]
 url = "{db}"
-"#,
-            dir = dir.display(),
+"#
         ),
-    )
-    .unwrap();
-    let mut flowscope = ServeProcess::spawn(&config);
+    );
+    let (listen, http) = (config.listen, config.http);
+    let mut flowscope = ServeProcess::spawn(&config.path);
     let base = format!("http://127.0.0.1:{listen}");
     eventually(Duration::from_secs(30), "flowscope to answer", || async {
         Ok(reqwest::get(format!("{base}/healthz"))

@@ -4,8 +4,8 @@ use std::time::Duration;
 
 use flowscope_tests::broker::TestVhost;
 use flowscope_tests::eventually;
-use flowscope_tests::server::ServeProcess;
-use flowscope_tests::shop::{Shop, ShopOptions, free_port, sample_order};
+use flowscope_tests::server::{ServeConfig, ServeProcess};
+use flowscope_tests::shop::{Shop, ShopOptions, sample_order};
 use serde_json::Value;
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -21,25 +21,13 @@ async fn a_killed_server_restarts_with_every_stored_flow() {
     let vhost = TestVhost::create().await.unwrap();
     let dir = std::env::temp_dir().join(format!("flowscope-restart-{}", vhost.name));
     std::fs::create_dir_all(&dir).unwrap();
-    let (listen, grpc, http) = (
-        free_port().unwrap(),
-        free_port().unwrap(),
-        free_port().unwrap(),
-    );
-    let config = dir.join("flowscope.toml");
-    std::fs::write(
-        &config,
-        format!(
+    let config = ServeConfig::write(
+        &dir,
+        &format!(
             r#"
-[server]
-listen = "127.0.0.1:{listen}"
-audit_file = "{dir}/audit.log"
 [broker]
 amqp_url = "amqp://guest:guest@{amqp}"
 vhosts = ["{vhost}"]
-[otlp]
-grpc_addr = "127.0.0.1:{grpc}"
-http_addr = "127.0.0.1:{http}"
 [store]
 url = "sqlite://{dir}/flowscope.db"
 [correlation]
@@ -50,9 +38,9 @@ keys = [{{ name = "order_id", from = "json:/order_id" }}]
             amqp = flowscope_tests::broker::amqp_addr(),
             vhost = vhost.name,
         ),
-    )
-    .unwrap();
-    let mut flowscope = ServeProcess::spawn(&config);
+    );
+    let (listen, grpc) = (config.listen, config.grpc);
+    let mut flowscope = ServeProcess::spawn(&config.path);
     let base = format!("http://127.0.0.1:{listen}");
     eventually(WAIT, "flowscope to answer", || async {
         Ok(get(&format!("{base}/healthz")).await.ok().map(|_| ()))
@@ -88,7 +76,7 @@ keys = [{{ name = "order_id", from = "json:/order_id" }}]
     shop.place_order(&sample_order("ken")).await.unwrap();
     flowscope.0.kill().unwrap();
     flowscope.0.wait().unwrap();
-    let flowscope = ServeProcess::spawn(&config);
+    let flowscope = ServeProcess::spawn(&config.path);
     eventually(WAIT, "flowscope to answer again", || async {
         Ok(get(&format!("{base}/healthz")).await.ok().map(|_| ()))
     })
