@@ -36,11 +36,17 @@ pub fn configure() {
     };
     let mut args = std::env::args_os();
     let arg0 = args.next().unwrap_or_else(|| OsString::from("flowscope"));
+    let name = std::path::Path::new(&arg0)
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let err = std::process::Command::new(exe)
-        .arg0(arg0)
+        .arg0(&arg0)
         .args(args)
         .env(PURGE_DELAY_VAR, PURGE_DELAY_MS)
         .exec();
     // Only returns on failure (a binary replaced since it started, say).
-    eprintln!("flowscope: running with the allocator's default purge delay ({err})");
+    eprintln!(
+        "{name}: cannot run again with {PURGE_DELAY_VAR} set ({err}); running with the allocator's default"
+    );
 }
