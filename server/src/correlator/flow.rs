@@ -4,11 +4,12 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use flowscope_model::{
-    BrokerMessage, FlowDetail, FlowReason, FlowStatus, FlowSummary, Hop, SpanObservation,
+    BrokerMessage, FlowDetail, FlowReason, FlowStatus, FlowSummary, Hop, SpanObservation, TraceId,
 };
+use smallvec::SmallVec;
 
 use super::flow_id::FlowId;
-use super::ids::{Ident, IdentRef};
+use super::ids::IdentKey;
 
 /// Messages one flow keeps in detail, at most (a correlation id shared by
 /// everything would otherwise grow one flow without bound).
@@ -56,8 +57,10 @@ pub struct FlowState {
     pub messages: BTreeMap<String, MessageRecord>,
     /// Shared with the observation that brought them (and the store's batch).
     pub spans: Vec<Arc<SpanObservation>>,
-    /// Sorted and unique; their text shared with the correlator's index.
-    pub idents: Vec<Ident>,
+    /// The keys of its identifiers in the correlator's index, sorted and unique.
+    pub keys: SmallVec<[IdentKey; 6]>,
+    /// Its traces (those among its identifiers), sorted and unique.
+    pub traces: SmallVec<[TraceId; 1]>,
     pub first_unix_us: i64,
     pub last_unix_us: i64,
     pub status: FlowStatus,
@@ -67,6 +70,12 @@ pub struct FlowState {
     pub num_dropped: u64,
     /// Waiting in the correlator's changed set for the next judgement.
     pub pending: bool,
+    /// Holds observations its hops and summary were not built from: the
+    /// next judgement rebuilds them (a judgement for time alone does not).
+    pub dirty: bool,
+    /// Where it stands in the correlator's eviction order: not finished,
+    /// and last seen, as of its last judgement (or creation).
+    pub order: (bool, i64),
     /// The hops as of the last judgement (they change only with what the
     /// flow holds, so time-driven re-judging reuses them).
     pub hops: Vec<Hop>,
@@ -88,17 +97,18 @@ impl FlowState {
         self.last_unix_us = self.last_unix_us.max(at);
     }
 
-    /// Keeps an identifier (once), returning it to share.
-    pub fn keep_ident(&mut self, ident: &IdentRef<'_>) -> Ident {
-        match self
-            .idents
-            .binary_search_by(|kept| kept.as_ref().cmp(ident))
-        {
-            Ok(at) => self.idents[at].clone(),
+    /// Keeps an identifier's key (once); `true` if it is new to the flow.
+    pub fn keep_key(&mut self, key: IdentKey, trace: Option<TraceId>) -> bool {
+        match self.keys.binary_search(&key) {
+            Ok(_) => false,
             Err(at) => {
-                let kept = ident.to_ident();
-                self.idents.insert(at, kept.clone());
-                kept
+                self.keys.insert(at, key);
+                if let Some(trace) = trace
+                    && let Err(at) = self.traces.binary_search(&trace)
+                {
+                    self.traces.insert(at, trace);
+                }
+                true
             }
         }
     }
@@ -114,9 +124,13 @@ impl FlowState {
             mine.dead_letters.extend(record.dead_letters);
         }
         self.spans.extend(other.spans);
-        self.idents.extend(other.idents);
-        self.idents.sort();
-        self.idents.dedup();
+        self.keys.extend(other.keys);
+        self.keys.sort_unstable();
+        self.keys.dedup();
+        self.traces.extend(other.traces);
+        self.traces.sort_unstable();
+        self.traces.dedup();
+        self.dirty = true;
         if self.key.is_none() {
             self.key = other.key;
         }
@@ -161,15 +175,8 @@ impl FlowState {
 
     /// The list line.
     pub fn summary(&self, hops: &[Hop]) -> FlowSummary {
-        let mut trace_ids: Vec<String> = self
-            .idents
-            .iter()
-            .filter_map(|i| match i {
-                Ident::Trace(t) => Some(t.to_string()),
-                _ => None,
-            })
-            .collect();
-        trace_ids.sort();
+        // Sorted as bytes, so as their hex.
+        let trace_ids: Vec<String> = self.traces.iter().map(TraceId::to_string).collect();
         let event_types = self.event_types();
         FlowSummary {
             id: self.id.to_string(),

@@ -1,33 +1,26 @@
 //! The identifiers an observation carries: any two observations that share
 //! one belong to the same flow.
 //!
-//! An observation's identifiers are read borrowed ([`IdentRef`]) and looked
-//! up as they are; only one new to the correlator is copied, once, into an
-//! [`Ident`] whose text the index and its flow share.
+//! An observation's identifiers are read borrowed ([`IdentRef`]); the
+//! correlator's index keeps each as a 128-bit hash of it ([`IdentKey`]),
+//! never its text: looking one up compares two integers in the table
+//! instead of following a pointer to text kept elsewhere (a cache miss
+//! into memory left idle for seconds, which this kind of machine makes
+//! expensive), and keeping one allocates nothing.
 
 use std::borrow::Cow;
-use std::cmp::Ordering;
-use std::hash::{Hash, Hasher};
-use std::sync::Arc;
+use std::hash::BuildHasher;
 
 use flowscope_model::{BrokerMessage, SpanObservation, TraceId};
 use serde_json::Value;
 use smallvec::SmallVec;
+use xxhash_rust::xxh3::{Xxh3, xxh3_128_with_seed};
 
 use super::config::{KeyRule, KeySource};
 
-/// One identifier, kept. The business key keeps its rule name apart from ids.
-#[derive(Debug, Clone)]
-pub enum Ident {
-    Trace(TraceId),
-    Message(Arc<str>),
-    Correlation(Arc<str>),
-    Key(Arc<str>, Arc<str>),
-}
-
 /// One identifier as an observation carries it (borrowed where it can be).
-/// Hashes and compares like the [`Ident`] it becomes.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+/// The business key keeps its rule name apart from ids.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum IdentRef<'a> {
     Trace(TraceId),
     Message(Cow<'a, str>),
@@ -38,29 +31,64 @@ pub enum IdentRef<'a> {
 /// An observation's identifiers (a span has three or four).
 pub type Idents<'a> = SmallVec<[IdentRef<'a>; 4]>;
 
-impl Ident {
-    /// Borrowed, to compare with an [`IdentRef`].
-    pub fn as_ref(&self) -> IdentRef<'_> {
-        match self {
-            Ident::Trace(t) => IdentRef::Trace(*t),
-            Ident::Message(m) => IdentRef::Message(Cow::Borrowed(m)),
-            Ident::Correlation(c) => IdentRef::Correlation(Cow::Borrowed(c)),
-            Ident::Key(name, value) => IdentRef::Key(name, Cow::Borrowed(value)),
+/// An identifier as the correlator's index keeps it: a 128-bit hash of
+/// its kind and text ([`IdentKeys::key`]). Two different identifiers
+/// share one with a chance of about n² / 2¹²⁹ among n live ones (10⁻²⁹
+/// for a million), and the seed is drawn per process, so no one can
+/// choose identifiers that collide.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct IdentKey(u128);
+
+/// Makes [`IdentKey`]s with one process-wide random seed.
+#[derive(Debug, Clone, Copy)]
+pub struct IdentKeys {
+    seed: u64,
+}
+
+impl Default for IdentKeys {
+    fn default() -> Self {
+        Self {
+            seed: std::hash::RandomState::new().hash_one(0x666c_6f77_u64),
+        }
+    }
+}
+
+/// Identifiers up to this long (kind, rule name and text) are hashed from
+/// a buffer on the stack; longer ones are streamed.
+const INLINE_KEY_BYTES: usize = 256;
+
+impl IdentKeys {
+    /// The key of one identifier.
+    pub fn key(&self, ident: &IdentRef<'_>) -> IdentKey {
+        // Kind, then (for a business key) the rule name's length and the
+        // name, then the text: no two identifiers spell the same bytes.
+        let (kind, name, text): (u8, &str, &[u8]) = match ident {
+            IdentRef::Trace(t) => (0, "", &t.0),
+            IdentRef::Message(m) => (1, "", m.as_bytes()),
+            IdentRef::Correlation(c) => (2, "", c.as_bytes()),
+            IdentRef::Key(name, value) => (3, name, value.as_bytes()),
+        };
+        let name_len = (name.len() as u32).to_le_bytes();
+        let len = 1 + name_len.len() + name.len() + text.len();
+        if len <= INLINE_KEY_BYTES {
+            let mut buf = [0u8; INLINE_KEY_BYTES];
+            buf[0] = kind;
+            buf[1..5].copy_from_slice(&name_len);
+            buf[5..5 + name.len()].copy_from_slice(name.as_bytes());
+            buf[5 + name.len()..len].copy_from_slice(text);
+            IdentKey(xxh3_128_with_seed(&buf[..len], self.seed))
+        } else {
+            let mut h = Xxh3::with_seed(self.seed);
+            h.update(&[kind]);
+            h.update(&name_len);
+            h.update(name.as_bytes());
+            h.update(text);
+            IdentKey(h.digest128())
         }
     }
 }
 
 impl IdentRef<'_> {
-    /// Kept: the text copied once.
-    pub fn to_ident(&self) -> Ident {
-        match self {
-            IdentRef::Trace(t) => Ident::Trace(*t),
-            IdentRef::Message(m) => Ident::Message(Arc::from(&**m)),
-            IdentRef::Correlation(c) => Ident::Correlation(Arc::from(&**c)),
-            IdentRef::Key(name, value) => Ident::Key(Arc::from(*name), Arc::from(&**value)),
-        }
-    }
-
     /// A stable text form, for flow ids.
     pub fn text(&self) -> String {
         match self {
@@ -77,62 +105,6 @@ impl IdentRef<'_> {
             IdentRef::Trace(t) => t.is_zero(),
             IdentRef::Message(s) | IdentRef::Correlation(s) | IdentRef::Key(_, s) => s.is_empty(),
         }
-    }
-}
-
-impl Hash for IdentRef<'_> {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        match self {
-            IdentRef::Trace(t) => {
-                state.write_u8(0);
-                t.hash(state);
-            }
-            IdentRef::Message(m) => {
-                state.write_u8(1);
-                str::hash(m, state);
-            }
-            IdentRef::Correlation(c) => {
-                state.write_u8(2);
-                str::hash(c, state);
-            }
-            IdentRef::Key(name, value) => {
-                state.write_u8(3);
-                str::hash(name, state);
-                str::hash(value, state);
-            }
-        }
-    }
-}
-
-impl Hash for Ident {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        self.as_ref().hash(state);
-    }
-}
-
-impl PartialEq for Ident {
-    fn eq(&self, other: &Self) -> bool {
-        self.as_ref() == other.as_ref()
-    }
-}
-
-impl Eq for Ident {}
-
-impl PartialOrd for Ident {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl Ord for Ident {
-    fn cmp(&self, other: &Self) -> Ordering {
-        self.as_ref().cmp(&other.as_ref())
-    }
-}
-
-impl hashbrown::Equivalent<Ident> for IdentRef<'_> {
-    fn equivalent(&self, key: &Ident) -> bool {
-        *self == key.as_ref()
     }
 }
 

@@ -29,14 +29,15 @@ use std::sync::Arc;
 use foldhash::HashMap;
 use smallvec::SmallVec;
 
-use flowscope_model::{FlowDetail, FlowSummary, Hop, Observation, ProcessMap};
+use flowscope_model::{FlowDetail, FlowSummary, Hop, Observation, ProcessMap, TraceId};
 
 use self::config::{CorrelationConfig, KeyRule, KeySource};
 use self::flow::{FlowState, MAX_MESSAGES_PER_FLOW, MAX_SPANS_PER_FLOW};
 use self::flow_id::FlowId;
-use self::ids::{Ident, IdentRef};
+use self::ids::{IdentKey, IdentKeys, IdentRef};
 use self::process_map::ProcessMapLearner;
 pub use self::stats::FlowStats;
+use self::stats::Tally;
 
 /// What changed since the last [`Correlator::take_changes`].
 #[derive(Debug, Default)]
@@ -69,14 +70,24 @@ pub struct Correlator {
     /// rehashes live-set churn brings (tombstones filling up) move little
     /// (a 20 MB table was reallocated and copied, its fresh pages zeroed).
     flows: HashMap<FlowId, Box<FlowState>>,
-    /// Which flow each identifier belongs to; looked up with borrowed identifiers.
-    index: hashbrown::HashMap<Ident, FlowId>,
+    /// Which flow each identifier belongs to, by its key.
+    index: HashMap<IdentKey, FlowId>,
+    keys: IdentKeys,
     learner: ProcessMapLearner,
     changed: BTreeSet<FlowId>,
     /// When each live flow's status may next change with time alone
     /// (its `next_check_unix_us`), soonest first: the tick takes the due
     /// ones instead of looking at every live flow.
     due: BTreeSet<(i64, FlowId)>,
+    /// Every live flow by when it may go when there are too many
+    /// ([`FlowState::order`]): finished first, then the least recently
+    /// seen. Kept as flows are judged, so that making room takes the first
+    /// few instead of looking at every live flow.
+    order: BTreeSet<((bool, i64), FlowId)>,
+    /// The live flows the alert rules count, kept as they are judged.
+    tally: Tally,
+    /// Flows whose hops the last take rebuilt ([`Correlator::learn_new_hops`]).
+    new_hops: Vec<FlowId>,
     removed: Vec<String>,
 }
 
@@ -92,10 +103,14 @@ impl Correlator {
             config,
             rules,
             flows: HashMap::default(),
-            index: hashbrown::HashMap::default(),
+            index: HashMap::default(),
+            keys: IdentKeys::default(),
             learner: ProcessMapLearner::default(),
             changed: BTreeSet::new(),
             due: BTreeSet::new(),
+            order: BTreeSet::new(),
+            tally: Tally::default(),
+            new_hops: Vec::new(),
             removed: Vec::new(),
         })
     }
@@ -174,50 +189,66 @@ impl Correlator {
 
     /// The flow these identifiers belong to: found, created, or several merged.
     ///
-    /// Runs once per observation: its identifiers are looked up borrowed,
-    /// and only one new to the index is copied (once, shared by the index
-    /// and the flow).
+    /// Runs once per observation: its identifiers are hashed to their keys
+    /// once, and nothing is copied.
     fn flow_for(&mut self, ids: &[IdentRef<'_>], at: i64) -> FlowId {
-        let ids = || ids.iter().filter(|i| !i.is_empty());
+        let keyed: SmallVec<[(IdentKey, Option<TraceId>); 6]> = ids
+            .iter()
+            .filter(|i| !i.is_empty())
+            .map(|i| {
+                let trace = match i {
+                    IdentRef::Trace(t) => Some(*t),
+                    _ => None,
+                };
+                (self.keys.key(i), trace)
+            })
+            .collect();
         let mut found: SmallVec<[FlowId; 2]> = SmallVec::new();
-        for flow in ids().filter_map(|i| self.index.get(i)) {
+        for flow in keyed.iter().filter_map(|(k, _)| self.index.get(k)) {
             if !found.contains(flow) {
                 found.push(*flow);
             }
         }
         let target = match found.len() {
             0 => {
-                let id = FlowId::new(ids().next(), at);
-                self.flows.entry(id).or_insert_with(|| {
-                    Box::new(FlowState {
+                let id = FlowId::new(ids.iter().find(|i| !i.is_empty()), at);
+                if !self.flows.contains_key(&id) {
+                    let order = (true, at);
+                    self.order.insert((order, id));
+                    self.flows.insert(
                         id,
-                        first_unix_us: at,
-                        last_unix_us: at,
-                        ..Default::default()
-                    })
-                });
+                        Box::new(FlowState {
+                            id,
+                            first_unix_us: at,
+                            last_unix_us: at,
+                            order,
+                            ..Default::default()
+                        }),
+                    );
+                }
                 id
             }
             1 => found[0],
             _ => self.merge(&found),
         };
         let flow = self.flows.get_mut(&target).expect("target flow exists");
+        flow.dirty = true;
         if !flow.pending {
             flow.pending = true;
             self.changed.insert(target);
         }
-        for ident in ids() {
-            match self.index.get_mut(ident) {
-                Some(owner) if *owner == target => {}
-                Some(owner) => {
+        for (key, trace) in keyed {
+            match self.index.entry(key) {
+                std::collections::hash_map::Entry::Occupied(owner) if *owner.get() == target => {}
+                std::collections::hash_map::Entry::Occupied(mut owner) => {
                     // Not after a merge (it moves the merged flows'
                     // identifiers); kept for the index and flows to agree.
-                    *owner = target;
-                    flow.keep_ident(ident);
+                    *owner.get_mut() = target;
+                    flow.keep_key(key, trace);
                 }
-                None => {
-                    let kept = flow.keep_ident(ident);
-                    self.index.insert(kept, target);
+                std::collections::hash_map::Entry::Vacant(slot) => {
+                    slot.insert(target);
+                    flow.keep_key(key, trace);
                 }
             }
         }
@@ -242,8 +273,10 @@ impl Correlator {
             if let Some(t) = other.next_check_unix_us {
                 self.due.remove(&(t, *id));
             }
-            for ident in &other.idents {
-                if let Some(owner) = self.index.get_mut(ident) {
+            self.order.remove(&(other.order, *id));
+            self.tally.add(*id, other.summary.as_ref(), -1);
+            for key in &other.keys {
+                if let Some(owner) = self.index.get_mut(key) {
                     *owner = target;
                 }
             }
@@ -297,46 +330,36 @@ impl Correlator {
                 set_next_check(&mut self.due, flow, next);
             }
         }
-        self.evict_and_count(now_unix_us - window_us)
+        self.evict();
+        self.tally.stats(now_unix_us - window_us)
     }
 
-    /// Drops the excess flows, finished ones first, then the least recently
-    /// seen; counts those that stay (finished: ended after `since`).
-    fn evict_and_count(&mut self, since: i64) -> FlowStats {
+    /// Drops the excess flows, finished ones first, then the least
+    /// recently seen, as of their last judgement ([`Correlator::order`]).
+    fn evict(&mut self) {
         let excess = self.flows.len().saturating_sub(self.config.max_live_flows);
-        let mut stats = FlowStats::default();
-        let mut candidates: Vec<(bool, i64, FlowId)> =
-            Vec::with_capacity(if excess > 0 { self.flows.len() } else { 0 });
-        for flow in self.flows.values() {
-            stats.add(flow, since, 1);
-            if excess > 0 {
-                candidates.push((!flow.status.is_final(), flow.last_unix_us, flow.id));
-            }
-        }
-        if excess == 0 {
-            return stats;
-        }
-        // The `excess` smallest (ids are unique, so the order is total).
-        candidates.select_nth_unstable(excess - 1);
-        for (_, _, id) in &candidates[..excess] {
-            if let Some(flow) = self.flows.remove(id) {
-                stats.add(&flow, since, -1);
+        for _ in 0..excess {
+            let Some((_, id)) = self.order.pop_first() else {
+                break;
+            };
+            if let Some(flow) = self.flows.remove(&id) {
+                self.tally.add(id, flow.summary.as_ref(), -1);
                 if let Some(t) = flow.next_check_unix_us {
-                    self.due.remove(&(t, *id));
+                    self.due.remove(&(t, id));
                 }
-                for ident in &flow.idents {
-                    if self.index.get(ident) == Some(id) {
-                        self.index.remove(ident);
+                for key in &flow.keys {
+                    if self.index.get(key) == Some(&id) {
+                        self.index.remove(key);
                     }
                 }
             }
-            self.changed.remove(id);
+            self.changed.remove(&id);
         }
-        stats
     }
 
     /// Judges every changed flow and returns them in full, with merged-away ids.
     pub fn take_changes(&mut self, now_unix_us: i64) -> Changes {
+        self.new_hops.clear();
         let mut updated = Vec::with_capacity(self.changed.len());
         for id in std::mem::take(&mut self.changed) {
             if let Some(flow) = self.judge(id, now_unix_us)
@@ -354,6 +377,7 @@ impl Correlator {
     /// Judges every changed flow like [`Correlator::take_changes`], but
     /// returns only their summaries: for when no store wants the details.
     pub fn take_summaries(&mut self, now_unix_us: i64) -> SummaryChanges {
+        self.new_hops.clear();
         let mut updated = Vec::with_capacity(self.changed.len());
         for id in std::mem::take(&mut self.changed) {
             if let Some(flow) = self.judge(id, now_unix_us)
@@ -368,12 +392,18 @@ impl Correlator {
         }
     }
 
-    /// Rebuilds one flow's hops, status and summary; teaches the process map
-    /// a flow that finished. `None` for a flow no longer live.
+    /// Judges one flow: its status, and its summary; its hops too when it
+    /// holds something new (a judgement for time alone keeps them and
+    /// touches none of its observations). Teaches the process map a flow
+    /// that finished. `None` for a flow no longer live.
     fn judge(&mut self, id: FlowId, now_unix_us: i64) -> Option<&FlowState> {
         let flow = self.flows.get_mut(&id)?;
         flow.pending = false;
-        flow.hops = hops::build(flow);
+        let dirty = std::mem::take(&mut flow.dirty);
+        if dirty {
+            flow.hops = hops::build(flow);
+            self.new_hops.push(id);
+        }
         let (status, reason) = status::evaluate(flow, &flow.hops, &self.config, now_unix_us);
         let next = status::next_change(flow, &flow.hops, &self.config, status, now_unix_us);
         set_next_check(&mut self.due, flow, next);
@@ -385,15 +415,31 @@ impl Correlator {
             (true, ended) => ended,
             (false, _) => None,
         };
-        let summary = flow.summary(&flow.hops);
-        if finished {
+        let order = (!status.is_final(), flow.last_unix_us);
+        if order != flow.order {
+            self.order.remove(&(flow.order, id));
+            self.order.insert((order, id));
+            flow.order = order;
+        }
+        let before = flow.summary.take();
+        self.tally.add(id, before.as_ref(), -1);
+        let summary = match before {
+            Some(mut summary) if !dirty => {
+                summary.status = flow.status;
+                summary.reason.clone_from(&flow.reason);
+                summary.ended_unix_us = flow.ended_unix_us;
+                summary
+            }
+            _ => flow.summary(&flow.hops),
+        };
+        // Learned once when it finishes; events after that (a cancellation
+        // after a failure) move it to its real variant.
+        if finished && (dirty || flow.learned == 0) {
             let events: Vec<(String, i64)> = flow
                 .messages_in_order()
                 .into_iter()
                 .filter_map(|(_, r)| Some((r.event_type()?.to_owned(), r.published_unix_us()?)))
                 .collect();
-            // Learned once when it finishes; events after that (a
-            // cancellation after a failure) move it to its real variant.
             let before = flow.learned;
             if events.len() > before {
                 if before == 0 {
@@ -404,20 +450,26 @@ impl Correlator {
                 flow.learned = events.len();
             }
         }
+        self.tally.add(id, Some(&summary), 1);
         flow.summary = Some(summary);
         Some(flow)
     }
 
-    /// The hops of a live flow as of its last judgement, with the vhost of
-    /// its first message (for the latency learned from them).
-    pub fn judged_hops(&self, id: &str) -> Option<(&str, &[Hop])> {
-        let flow = self.flows.get(&FlowId::parse(id)?)?;
-        let vhost = flow
-            .messages_in_order()
-            .into_iter()
-            .find_map(|(_, r)| r.representative())
-            .map_or("", |m| m.vhost.as_str());
-        Some((vhost, &flow.hops))
+    /// Hands over the hops the last take rebuilt, each with the vhost of
+    /// its flow's first message (for the latency learned from them): a
+    /// flow judged again for time alone is not handed over again.
+    pub fn learn_new_hops(&mut self, mut learn: impl FnMut(&str, &[Hop])) {
+        for id in std::mem::take(&mut self.new_hops) {
+            let Some(flow) = self.flows.get(&id) else {
+                continue;
+            };
+            let vhost = flow
+                .messages_in_order()
+                .into_iter()
+                .find_map(|(_, r)| r.representative())
+                .map_or("", |m| m.vhost.as_str());
+            learn(vhost, &flow.hops);
+        }
     }
 
     /// One live flow in full.
@@ -441,11 +493,11 @@ impl Correlator {
         direct
             .iter()
             .flatten()
-            .find_map(|i| self.index.get(i))
+            .find_map(|i| self.index.get(&self.keys.key(i)))
             .or_else(|| {
                 self.rules.iter().find_map(|(rule, _)| {
-                    self.index
-                        .get(&IdentRef::Key(&rule.name, Cow::Borrowed(needle)))
+                    let key = IdentRef::Key(&rule.name, Cow::Borrowed(needle));
+                    self.index.get(&self.keys.key(&key))
                 })
             })
             .copied()

@@ -1,4 +1,5 @@
-//! Tests of the correlator's own bookkeeping: the due set and the tick's counts.
+//! Tests of the correlator's own bookkeeping: the due set, the eviction
+//! order and the tick's counts.
 
 use std::sync::Arc;
 
@@ -34,6 +35,15 @@ fn assert_due_in_step(c: &Correlator) {
     );
     for entry in waiting {
         assert!(c.due.contains(&entry), "{entry:?} missing from due");
+    }
+    // And every live flow is in the eviction order once, under its key.
+    assert_eq!(c.order.len(), c.flows.len(), "order holds gone flows");
+    for flow in c.flows.values() {
+        assert!(
+            c.order.contains(&(flow.order, flow.id)),
+            "{} not in order",
+            flow.id
+        );
     }
 }
 
@@ -97,4 +107,42 @@ fn the_tick_finds_the_due_flows_through_merges_and_evictions() {
     let stats = c.tick_with_stats(later + 201 * SECOND, 1_000 * SECOND);
     assert_eq!(c.num_flows(), 50);
     assert_eq!((stats.stuck, stats.finished, stats.failed), (0, 40, 0));
+}
+
+#[test]
+fn a_judgement_for_time_alone_keeps_the_hops_and_tells_the_same_summary() {
+    let mut c = Correlator::new(CorrelationConfig::default()).unwrap();
+    let t = 1_795_000_000 * SECOND;
+    for i in 1..=5u8 {
+        for n in 1..=3u8 {
+            c.ingest(span(i, n, t + i64::from(n) * 1_000));
+        }
+    }
+    c.take_summaries(t + SECOND);
+    let mut learned = 0;
+    c.learn_new_hops(|_, _| learned += 1);
+    assert_eq!(learned, 5, "new flows hand over their hops");
+
+    // Quiet past the quiescence time: completed by time alone.
+    let later = t + 30 * SECOND;
+    c.tick(later);
+    let done = c.take_summaries(later);
+    assert_eq!(done.updated.len(), 5);
+    for summary in &done.updated {
+        assert_eq!(summary.status, flowscope_model::FlowStatus::Completed);
+        let rebuilt = c.flow(&summary.id).expect("live").summary;
+        assert_eq!(*summary, rebuilt, "kept summary drifted from a rebuilt one");
+    }
+    let mut learned = 0;
+    c.learn_new_hops(|_, _| learned += 1);
+    assert_eq!(learned, 0, "time alone changes no hops");
+
+    // A new span makes the flow's hops and summary new again.
+    c.ingest(span(1, 4, later + SECOND));
+    let changed = c.take_summaries(later + SECOND);
+    assert_eq!(changed.updated.len(), 1);
+    assert_eq!(changed.updated[0].num_spans, 4);
+    let mut learned = 0;
+    c.learn_new_hops(|_, _| learned += 1);
+    assert_eq!(learned, 1);
 }

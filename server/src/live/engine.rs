@@ -121,11 +121,9 @@ impl Engine {
                 let changes = live.correlator.take_summaries(now);
                 (changes.updated, Vec::new(), changes.removed)
             };
-            for summary in &summaries {
-                if let Some((vhost, hops)) = live.correlator.judged_hops(&summary.id) {
-                    live.traffic.learn(vhost, hops);
-                }
-            }
+            let traffic = &mut live.traffic;
+            live.correlator
+                .learn_new_hops(|vhost, hops| traffic.learn(vhost, hops));
             let alerts = live.alerts.evaluate(now);
             live.stats.num_live_flows = live.correlator.num_flows();
             live.stats.observations_received = sum(&self.metrics, "observations_received");
