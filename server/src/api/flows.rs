@@ -86,8 +86,7 @@ fn live_page(state: &AppState, f: &FlowFilter) -> Page<FlowSummary> {
     let live = state.live.read().expect("live lock");
     let mut items: Vec<FlowSummary> = live
         .correlator
-        .summaries()
-        .filter(|s| f.status.is_none_or(|st| s.status == st))
+        .summaries(f.status)
         .filter(|s| f.service.as_ref().is_none_or(|x| s.services.contains(x)))
         .filter(|s| {
             f.event_type
@@ -105,7 +104,6 @@ fn live_page(state: &AppState, f: &FlowFilter) -> Page<FlowSummary> {
                     || live.correlator.find(t).as_deref() == Some(s.id.as_str())
             })
         })
-        .cloned()
         .collect();
     items.sort_by_key(|s| std::cmp::Reverse(s.started_unix_us));
     let total = items.len() as u64;
@@ -166,11 +164,7 @@ pub async fn lookup(
 pub async fn stuck(State(state): State<AppState>) -> Json<Value> {
     let live = state.live.read().expect("live lock");
     let mut groups: BTreeMap<(String, String), Vec<FlowSummary>> = BTreeMap::new();
-    for flow in live
-        .correlator
-        .summaries()
-        .filter(|f| f.status == FlowStatus::Stuck)
-    {
+    for flow in live.correlator.summaries(Some(FlowStatus::Stuck)) {
         let reason = flow.reason.clone().unwrap_or_default();
         let place = reason
             .queue
@@ -186,7 +180,7 @@ pub async fn stuck(State(state): State<AppState>) -> Json<Value> {
             .next()
             .unwrap_or("")
             .to_owned();
-        groups.entry((place, why)).or_default().push(flow.clone());
+        groups.entry((place, why)).or_default().push(flow);
     }
     let groups: Vec<Value> = groups
         .into_iter()

@@ -82,8 +82,8 @@ pub struct FlowState {
     /// When time alone may next change its status (a wait crossing a
     /// threshold): the tick re-judges it only then. `None`: never.
     pub next_check_unix_us: Option<i64>,
-    /// The list line as of the last judgement.
-    pub summary: Option<FlowSummary>,
+    /// Judged at least once (its status is one, not the default).
+    pub judged: bool,
     /// Events the process map learned from this flow.
     pub learned: usize,
 }
@@ -95,6 +95,11 @@ impl FlowState {
             self.first_unix_us = at;
         }
         self.last_unix_us = self.last_unix_us.max(at);
+    }
+
+    /// Its status and end as of its last judgement, if it had one.
+    pub fn judged(&self) -> Option<(FlowStatus, Option<i64>)> {
+        self.judged.then_some((self.status, self.ended_unix_us))
     }
 
     /// Keeps an identifier's key (once); `true` if it is new to the flow.

@@ -29,7 +29,9 @@ use std::sync::Arc;
 use foldhash::HashMap;
 use smallvec::SmallVec;
 
-use flowscope_model::{FlowDetail, FlowSummary, Hop, Observation, ProcessMap, TraceId};
+use flowscope_model::{
+    FlowDetail, FlowStatus, FlowSummary, Hop, Observation, ProcessMap, TraceId,
+};
 
 use self::config::{CorrelationConfig, KeyRule, KeySource};
 use self::flow::{FlowState, MAX_MESSAGES_PER_FLOW, MAX_SPANS_PER_FLOW};
@@ -274,7 +276,7 @@ impl Correlator {
                 self.due.remove(&(t, *id));
             }
             self.order.remove(&(other.order, *id));
-            self.tally.add(*id, other.summary.as_ref(), -1);
+            self.tally.add(*id, other.judged(), -1);
             for key in &other.keys {
                 if let Some(owner) = self.index.get_mut(key) {
                     *owner = target;
@@ -343,7 +345,7 @@ impl Correlator {
                 break;
             };
             if let Some(flow) = self.flows.remove(&id) {
-                self.tally.add(id, flow.summary.as_ref(), -1);
+                self.tally.add(id, flow.judged(), -1);
                 if let Some(t) = flow.next_check_unix_us {
                     self.due.remove(&(t, id));
                 }
@@ -362,10 +364,9 @@ impl Correlator {
         self.new_hops.clear();
         let mut updated = Vec::with_capacity(self.changed.len());
         for id in std::mem::take(&mut self.changed) {
-            if let Some(flow) = self.judge(id, now_unix_us)
-                && let Some(summary) = &flow.summary
-            {
-                updated.push(flow.detail_with(summary.clone(), flow.hops.clone()));
+            if let Some(summary) = self.judge(id, now_unix_us) {
+                let flow = &self.flows[&id];
+                updated.push(flow.detail_with(summary, flow.hops.clone()));
             }
         }
         Changes {
@@ -380,10 +381,8 @@ impl Correlator {
         self.new_hops.clear();
         let mut updated = Vec::with_capacity(self.changed.len());
         for id in std::mem::take(&mut self.changed) {
-            if let Some(flow) = self.judge(id, now_unix_us)
-                && let Some(summary) = &flow.summary
-            {
-                updated.push(summary.clone());
+            if let Some(summary) = self.judge(id, now_unix_us) {
+                updated.push(summary);
             }
         }
         SummaryChanges {
@@ -392,13 +391,16 @@ impl Correlator {
         }
     }
 
-    /// Judges one flow: its status, and its summary; its hops too when it
-    /// holds something new (a judgement for time alone keeps them and
-    /// touches none of its observations). Teaches the process map a flow
-    /// that finished. `None` for a flow no longer live.
-    fn judge(&mut self, id: FlowId, now_unix_us: i64) -> Option<&FlowState> {
+    /// Judges one flow: its status, and its hops too when it holds
+    /// something new (a judgement for time alone keeps them). Teaches the
+    /// process map a flow that finished. Returns its summary, made for the
+    /// caller (the flow keeps none: a kept copy was cloned at every
+    /// judgement and freed, long idle, when the flow left), or `None` for a
+    /// flow no longer live.
+    fn judge(&mut self, id: FlowId, now_unix_us: i64) -> Option<FlowSummary> {
         let flow = self.flows.get_mut(&id)?;
         flow.pending = false;
+        self.tally.add(id, flow.judged(), -1);
         let dirty = std::mem::take(&mut flow.dirty);
         if dirty {
             flow.hops = hops::build(flow);
@@ -421,17 +423,9 @@ impl Correlator {
             self.order.insert((order, id));
             flow.order = order;
         }
-        let before = flow.summary.take();
-        self.tally.add(id, before.as_ref(), -1);
-        let summary = match before {
-            Some(mut summary) if !dirty => {
-                summary.status = flow.status;
-                summary.reason.clone_from(&flow.reason);
-                summary.ended_unix_us = flow.ended_unix_us;
-                summary
-            }
-            _ => flow.summary(&flow.hops),
-        };
+        flow.judged = true;
+        self.tally.add(id, flow.judged(), 1);
+        let summary = flow.summary(&flow.hops);
         // Learned once when it finishes; events after that (a cancellation
         // after a failure) move it to its real variant.
         if finished && (dirty || flow.learned == 0) {
@@ -450,9 +444,7 @@ impl Correlator {
                 flow.learned = events.len();
             }
         }
-        self.tally.add(id, Some(&summary), 1);
-        flow.summary = Some(summary);
-        Some(flow)
+        Some(summary)
     }
 
     /// Hands over the hops the last take rebuilt, each with the vhost of
@@ -478,9 +470,13 @@ impl Correlator {
         Some(flow.detail(hops::build(flow)))
     }
 
-    /// The live flows' summaries (as of the last [`Correlator::take_changes`]).
-    pub fn summaries(&self) -> impl Iterator<Item = &FlowSummary> {
-        self.flows.values().filter_map(|f| f.summary.as_ref())
+    /// The summaries of the live flows judged so far (their status as of
+    /// the last take), made on the way; `status` picks those judged so.
+    pub fn summaries(&self, status: Option<FlowStatus>) -> impl Iterator<Item = FlowSummary> {
+        self.flows
+            .values()
+            .filter(move |f| f.judged && status.is_none_or(|s| f.status == s))
+            .map(|f| f.summary(&f.hops))
     }
 
     /// The live flow an order key, message id or trace id belongs to.

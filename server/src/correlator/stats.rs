@@ -3,7 +3,7 @@
 
 use std::collections::BTreeSet;
 
-use flowscope_model::{FlowStatus, FlowSummary};
+use flowscope_model::FlowStatus;
 
 use super::flow_id::FlowId;
 
@@ -29,11 +29,11 @@ pub(super) struct Tally {
 impl Tally {
     /// Counts a flow judged so (`sign` 1), or takes back what it was
     /// judged before (-1): a flow never judged (`None`) counts nowhere.
-    pub(super) fn add(&mut self, id: FlowId, summary: Option<&FlowSummary>, sign: i8) {
-        let Some(summary) = summary else {
+    pub(super) fn add(&mut self, id: FlowId, judged: Option<(FlowStatus, Option<i64>)>, sign: i8) {
+        let Some((status, ended)) = judged else {
             return;
         };
-        match (summary.status, summary.ended_unix_us) {
+        match (status, ended) {
             (FlowStatus::Stuck, _) if sign > 0 => self.stuck += 1,
             (FlowStatus::Stuck, _) => self.stuck = self.stuck.saturating_sub(1),
             (status, Some(ended)) => {

@@ -56,7 +56,7 @@ impl Live {
 
     /// The most recent flows, newest first.
     pub fn recent_flows(&self, limit: usize) -> Vec<FlowSummary> {
-        let mut flows: Vec<FlowSummary> = self.correlator.summaries().cloned().collect();
+        let mut flows: Vec<FlowSummary> = self.correlator.summaries(None).collect();
         flows.sort_by_key(|f| std::cmp::Reverse(f.last_seen_unix_us));
         flows.truncate(limit);
         flows
