@@ -131,8 +131,12 @@ fn read_scope_spans(bytes: &[u8], context: &SpanContext, out: &mut Vec<Observati
     }
     let scope: Arc<str> = scope.into();
     out.reserve(spans.len());
+    // Each span's attribute records, gathered here before they are copied
+    // into its one block: one list for the scope's spans, not one (grown
+    // twice or three times) per span.
+    let mut attributes = Vec::with_capacity(16);
     for span in spans {
-        let observation = read_span(span, context, &scope)?;
+        let observation = read_span(span, context, &scope, &mut attributes)?;
         out.push(Observation::Span(Arc::new(observation)));
     }
     Ok(())
@@ -163,15 +167,21 @@ struct RawSpan<'a> {
     kind: i32,
     start: u64,
     end: u64,
-    /// The `KeyValue`s, checked, kept as they are.
-    attributes: Vec<&'a [u8]>,
     events: Vec<SpanEvent>,
     links: Vec<RawLink<'a>>,
     status: Option<SpanStatus>,
 }
 
-fn read_span(bytes: &[u8], context: &SpanContext, scope: &Arc<str>) -> Result<SpanObservation> {
+/// One span; `attributes` is a list to gather its `KeyValue`s in (checked,
+/// kept as they are).
+fn read_span<'a>(
+    bytes: &'a [u8],
+    context: &SpanContext,
+    scope: &Arc<str>,
+    attributes: &mut Vec<&'a [u8]>,
+) -> Result<SpanObservation> {
     let mut raw = RawSpan::default();
+    attributes.clear();
     let mut reader = Reader::new(bytes);
     while let Some(field) = reader.field()? {
         match field {
@@ -184,7 +194,7 @@ fn read_span(bytes: &[u8], context: &SpanContext, scope: &Arc<str>) -> Result<Sp
             (8, Wire::Fixed64(t)) => raw.end = t,
             (9, Wire::Len(kv)) => {
                 check_key_value(kv, 0)?;
-                raw.attributes.push(kv);
+                attributes.push(kv);
             }
             (11, Wire::Len(event)) => raw.events.push(read_event(event)?),
             (13, Wire::Len(link)) => raw.links.push(read_link(link)?),
@@ -198,13 +208,14 @@ fn read_span(bytes: &[u8], context: &SpanContext, scope: &Arc<str>) -> Result<Sp
             _ => {}
         }
     }
-    finish_span(raw, context, scope)
+    finish_span(raw, attributes, context, scope)
 }
 
 /// Checks the ids (the error names the span) and builds the observation.
 /// Built whole, without a default first: an empty `Arc` is an allocation.
 fn finish_span(
     raw: RawSpan<'_>,
+    attributes: &[&[u8]],
     context: &SpanContext,
     scope: &Arc<str>,
 ) -> Result<SpanObservation> {
@@ -229,7 +240,7 @@ fn finish_span(
             attributes,
         });
     }
-    let attributes = Attributes::from_checked_key_values(&raw.attributes);
+    let attributes = Attributes::from_checked_key_values(attributes);
     let status = raw.status.unwrap_or_default();
     Ok(SpanObservation {
         observed_unix_us: context.observed,
