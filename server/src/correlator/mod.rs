@@ -24,14 +24,13 @@ pub mod status;
 
 use std::borrow::Cow;
 use std::collections::BTreeSet;
+use std::collections::hash_map::Entry;
 use std::sync::Arc;
 
 use foldhash::HashMap;
 use smallvec::SmallVec;
 
-use flowscope_model::{
-    FlowDetail, FlowStatus, FlowSummary, Hop, Observation, ProcessMap, TraceId,
-};
+use flowscope_model::{FlowDetail, FlowStatus, FlowSummary, Hop, Observation, ProcessMap, TraceId};
 
 use self::config::{CorrelationConfig, KeyRule, KeySource};
 use self::flow::{FlowState, MAX_MESSAGES_PER_FLOW, MAX_SPANS_PER_FLOW};
@@ -241,14 +240,14 @@ impl Correlator {
         }
         for (key, trace) in keyed {
             match self.index.entry(key) {
-                std::collections::hash_map::Entry::Occupied(owner) if *owner.get() == target => {}
-                std::collections::hash_map::Entry::Occupied(mut owner) => {
+                Entry::Occupied(owner) if *owner.get() == target => {}
+                Entry::Occupied(mut owner) => {
                     // Not after a merge (it moves the merged flows'
                     // identifiers); kept for the index and flows to agree.
                     *owner.get_mut() = target;
                     flow.keep_key(key, trace);
                 }
-                std::collections::hash_map::Entry::Vacant(slot) => {
+                Entry::Vacant(slot) => {
                     slot.insert(target);
                     flow.keep_key(key, trace);
                 }
@@ -350,8 +349,10 @@ impl Correlator {
                     self.due.remove(&(t, id));
                 }
                 for key in &flow.keys {
-                    if self.index.get(key) == Some(&id) {
-                        self.index.remove(key);
+                    if let Entry::Occupied(owner) = self.index.entry(*key)
+                        && *owner.get() == id
+                    {
+                        owner.remove();
                     }
                 }
             }
@@ -364,9 +365,8 @@ impl Correlator {
         self.new_hops.clear();
         let mut updated = Vec::with_capacity(self.changed.len());
         for id in std::mem::take(&mut self.changed) {
-            if let Some(summary) = self.judge(id, now_unix_us) {
-                let flow = &self.flows[&id];
-                updated.push(flow.detail_with(summary, flow.hops.clone()));
+            if let Some(flow) = self.judge(id, now_unix_us) {
+                updated.push(flow.detail(flow.hops.clone()));
             }
         }
         Changes {
@@ -381,8 +381,8 @@ impl Correlator {
         self.new_hops.clear();
         let mut updated = Vec::with_capacity(self.changed.len());
         for id in std::mem::take(&mut self.changed) {
-            if let Some(summary) = self.judge(id, now_unix_us) {
-                updated.push(summary);
+            if let Some(flow) = self.judge(id, now_unix_us) {
+                updated.push(flow.summary(&flow.hops));
             }
         }
         SummaryChanges {
@@ -391,13 +391,24 @@ impl Correlator {
         }
     }
 
+    /// Judges every changed flow like [`Correlator::take_changes`], but
+    /// makes nothing of them: for when no one wants the changes (no store,
+    /// no one on the live stream). Returns the merged-away ids.
+    pub fn judge_changes(&mut self, now_unix_us: i64) -> Vec<String> {
+        self.new_hops.clear();
+        for id in std::mem::take(&mut self.changed) {
+            self.judge(id, now_unix_us);
+        }
+        std::mem::take(&mut self.removed)
+    }
+
     /// Judges one flow: its status, and its hops too when it holds
     /// something new (a judgement for time alone keeps them). Teaches the
-    /// process map a flow that finished. Returns its summary, made for the
-    /// caller (the flow keeps none: a kept copy was cloned at every
-    /// judgement and freed, long idle, when the flow left), or `None` for a
+    /// process map a flow that finished. The caller makes what it needs of
+    /// the flow (the flow keeps no summary: a kept copy was cloned at every
+    /// judgement and freed, long idle, when the flow left). `None` for a
     /// flow no longer live.
-    fn judge(&mut self, id: FlowId, now_unix_us: i64) -> Option<FlowSummary> {
+    fn judge(&mut self, id: FlowId, now_unix_us: i64) -> Option<&FlowState> {
         let flow = self.flows.get_mut(&id)?;
         flow.pending = false;
         self.tally.add(id, flow.judged(), -1);
@@ -425,7 +436,6 @@ impl Correlator {
         }
         flow.judged = true;
         self.tally.add(id, flow.judged(), 1);
-        let summary = flow.summary(&flow.hops);
         // Learned once when it finishes; events after that (a cancellation
         // after a failure) move it to its real variant.
         if finished && (dirty || flow.learned == 0) {
@@ -437,14 +447,14 @@ impl Correlator {
             let before = flow.learned;
             if events.len() > before {
                 if before == 0 {
-                    self.learner.learn(&summary.id, &events);
+                    self.learner.learn(&id.to_string(), &events);
                 } else {
-                    self.learner.grow(&summary.id, before, &events);
+                    self.learner.grow(&id.to_string(), before, &events);
                 }
                 flow.learned = events.len();
             }
         }
-        Some(summary)
+        Some(flow)
     }
 
     /// Hands over the hops the last take rebuilt, each with the vhost of

@@ -146,3 +146,40 @@ fn a_judgement_for_time_alone_keeps_the_hops_and_tells_the_same_summary() {
     c.learn_new_hops(|_, _| learned += 1);
     assert_eq!(learned, 1);
 }
+
+#[test]
+fn judging_without_making_summaries_judges_the_same() {
+    let config = CorrelationConfig::default();
+    let mut made = Correlator::new(config.clone()).unwrap();
+    let mut judged = Correlator::new(config).unwrap();
+    let t = 1_795_000_000 * SECOND;
+    for c in [&mut made, &mut judged] {
+        for i in 1..=4u8 {
+            c.ingest(span(i, 1, t));
+            c.ingest(span(i, 2, t + 1_000));
+        }
+    }
+    let sorted = |c: &Correlator| {
+        let mut all: Vec<_> = c.summaries(None).collect();
+        all.sort_by(|a, b| a.id.cmp(&b.id));
+        all
+    };
+    let updated = made.take_summaries(t + SECOND).updated;
+    assert!(judged.judge_changes(t + SECOND).is_empty());
+    assert_eq!(updated.len(), 4);
+    assert_eq!(sorted(&made), sorted(&judged));
+    let later = t + 30 * SECOND;
+    for c in [&mut made, &mut judged] {
+        c.tick(later);
+    }
+    made.take_summaries(later);
+    judged.judge_changes(later);
+    assert_eq!(sorted(&made), sorted(&judged));
+    assert!(
+        sorted(&judged)
+            .iter()
+            .all(|f| f.status == flowscope_model::FlowStatus::Completed)
+    );
+    let stats = judged.tick_with_stats(later, 60 * SECOND);
+    assert_eq!((stats.stuck, stats.finished, stats.failed), (0, 4, 0));
+}

@@ -117,6 +117,11 @@ impl Engine {
                 let changes = live.correlator.take_changes(now);
                 let summaries = changes.updated.iter().map(|f| f.summary.clone()).collect();
                 (summaries, changes.updated, changes.removed)
+            } else if self.bus.receiver_count() == 0 {
+                // No store and no one on the live stream: judge, make
+                // nothing (a client that connects now starts from a
+                // snapshot of the live flows, taken after this).
+                (Vec::new(), Vec::new(), live.correlator.judge_changes(now))
             } else {
                 let changes = live.correlator.take_summaries(now);
                 (changes.updated, Vec::new(), changes.removed)
