@@ -142,8 +142,7 @@ impl Correlator {
             Observation::Span(span) => {
                 let rules = Arc::clone(&self.rules);
                 let ids = ids::of_span(&span, &rules);
-                let target = self.flow_for(&ids, span.start_unix_us);
-                let flow = self.flows.get_mut(&target).expect("flow_for's flow");
+                let flow = self.flow_for(&ids, span.start_unix_us);
                 if flow.key.is_none() {
                     flow.key = key_of(&ids);
                 }
@@ -167,8 +166,7 @@ impl Correlator {
             Some(IdentRef::Message(id)) => id.to_string(),
             _ => ids::message_id(&msg),
         };
-        let target = self.flow_for(&ids, msg.observed_unix_us);
-        let flow = self.flows.get_mut(&target).expect("flow_for's flow");
+        let flow = self.flow_for(&ids, msg.observed_unix_us);
         if flow.key.is_none() {
             flow.key = key_of(&ids);
         }
@@ -192,7 +190,7 @@ impl Correlator {
     ///
     /// Runs once per observation: its identifiers are hashed to their keys
     /// once, and nothing is copied.
-    fn flow_for(&mut self, ids: &[IdentRef<'_>], at: i64) -> FlowId {
+    fn flow_for(&mut self, ids: &[IdentRef<'_>], at: i64) -> &mut FlowState {
         let keyed: SmallVec<[(IdentKey, Option<TraceId>); 6]> = ids
             .iter()
             .filter(|i| !i.is_empty())
@@ -213,20 +211,17 @@ impl Correlator {
         let target = match found.len() {
             0 => {
                 let id = FlowId::new(ids.iter().find(|i| !i.is_empty()), at);
-                if !self.flows.contains_key(&id) {
-                    let order = (true, at);
-                    self.order.insert((order, id));
-                    self.flows.insert(
+                let order = &mut self.order;
+                self.flows.entry(id).or_insert_with(|| {
+                    order.insert(((true, at), id));
+                    Box::new(FlowState {
                         id,
-                        Box::new(FlowState {
-                            id,
-                            first_unix_us: at,
-                            last_unix_us: at,
-                            order,
-                            ..Default::default()
-                        }),
-                    );
-                }
+                        first_unix_us: at,
+                        last_unix_us: at,
+                        order: (true, at),
+                        ..Default::default()
+                    })
+                });
                 id
             }
             1 => found[0],
@@ -253,7 +248,7 @@ impl Correlator {
                 }
             }
         }
-        target
+        flow
     }
 
     /// Merges flows into the oldest of them; returns its id.
