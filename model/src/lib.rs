@@ -43,7 +43,8 @@ pub use flow::{
 pub use ids::{IdError, SpanId, TraceId};
 pub use live::{LiveSnapshot, LiveStats, LiveUpdate, QueueState, StreamMessage};
 pub use span::{
-    MessagingAttributes, SpanEvent, SpanKind, SpanLink, SpanObservation, SpanStatus, StatusCode,
+    MessagingAttributes, MessagingFields, SpanEvent, SpanKind, SpanLink, SpanObservation,
+    SpanStatus, StatusCode,
 };
 pub use topology::{
     BindingInfo, ConnectionInfo, ConsumerInfo, DeadLetterEdge, ExchangeInfo, QueueInfo,

@@ -1,6 +1,7 @@
 //! Spans received over OTLP, with their messaging attributes normalized.
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::sync::Arc;
 
 use compact_str::CompactString;
@@ -45,8 +46,12 @@ pub struct SpanObservation {
     #[serde(skip_serializing_if = "Vec::is_empty", default)]
     pub links: Vec<SpanLink>,
     /// The messaging attributes, read from the old or the new semantic conventions.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub messaging: Option<Box<MessagingAttributes>>,
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        default,
+        deserialize_with = "messaging_from_json"
+    )]
+    pub messaging: Option<MessagingAttributes>,
 }
 
 fn is_empty_map(map: &Arc<BTreeMap<String, Value>>) -> bool {
@@ -153,32 +158,77 @@ pub struct SpanLink {
 /// Messaging attributes, whichever semantic-convention generation the
 /// service used (`messaging.destination.name` or `messaging.destination`, …).
 ///
-/// Each up to 24 bytes is kept inline (systems, operations, exchanges,
-/// routing keys usually are): one allocation per span, not one per field.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// Kept in the span (32 bytes) with their text in one block: one
+/// allocation per messaging span, where a boxed struct of strings took
+/// one for the struct and one for each value longer than 24 bytes
+/// (message ids usually are), each freed when the span's flow left memory.
+/// Read with the accessors, or all at once as [`MessagingFields`]
+/// ([`MessagingAttributes::fields`]); made from [`MessagingFields`]
+/// ([`MessagingAttributes::new`]). Written and read as JSON like the
+/// fields.
+#[derive(Clone, PartialEq, Eq)]
 pub struct MessagingAttributes {
+    /// The values, one after another.
+    text: Box<str>,
+    /// Where each field's value ends in `text` (it starts where the one
+    /// before ends).
+    ends: [u16; 7],
+    /// Which fields have a value (bit per field).
+    present: u8,
+}
+
+/// The messaging attributes as text, each `None` when absent.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct MessagingFields<'a> {
     /// `messaging.system`, e.g. `rabbitmq`.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub system: Option<CompactString>,
+    pub system: Option<&'a str>,
     /// `messaging.operation.type` (new) or `messaging.operation` (old):
     /// `send`/`publish`, `receive`, `process`, `create`, `settle`.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub operation: Option<CompactString>,
+    pub operation: Option<&'a str>,
     /// `messaging.destination.name` (new) or `messaging.destination` (old): the exchange.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub destination: Option<CompactString>,
+    pub destination: Option<&'a str>,
     /// `messaging.message.id` (new) or `messaging.message_id` (old).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub message_id: Option<CompactString>,
+    pub message_id: Option<&'a str>,
     /// `messaging.message.conversation_id` (new) or `messaging.conversation_id` (old).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub conversation_id: Option<CompactString>,
+    pub conversation_id: Option<&'a str>,
     /// `messaging.rabbitmq.destination.routing_key` (new) or `messaging.rabbitmq.routing_key` (old).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub routing_key: Option<CompactString>,
+    pub routing_key: Option<&'a str>,
     /// `messaging.destination.subscription.name` or `messaging.consumer.group.name`: the queue.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub queue: Option<CompactString>,
+    pub queue: Option<&'a str>,
+}
+
+impl<'a> MessagingFields<'a> {
+    fn to_array(self) -> [Option<&'a str>; 7] {
+        [
+            self.system,
+            self.operation,
+            self.destination,
+            self.message_id,
+            self.conversation_id,
+            self.routing_key,
+            self.queue,
+        ]
+    }
+}
+
+/// The same fields, owned: what JSON is read into.
+#[derive(Default, Deserialize)]
+#[serde(default)]
+struct OwnedMessagingFields {
+    system: Option<String>,
+    operation: Option<String>,
+    destination: Option<String>,
+    message_id: Option<String>,
+    conversation_id: Option<String>,
+    routing_key: Option<String>,
+    queue: Option<String>,
 }
 
 /// Where each messaging attribute is read from, newest convention first.
@@ -203,9 +253,93 @@ const MESSAGING_KEYS: [&[&str]; 7] = [
 ];
 
 impl MessagingAttributes {
+    /// From the fields given; `None` when none is. Values that would take
+    /// the text past 64 KiB are left out (no identifier is that long).
+    pub fn new(fields: MessagingFields<'_>) -> Option<Self> {
+        Self::from_values(fields.to_array().map(|v| v.map(std::borrow::Cow::Borrowed)))
+    }
+
+    fn from_values(values: [Option<std::borrow::Cow<'_, str>>; 7]) -> Option<Self> {
+        let len: usize = values.iter().flatten().map(|v| v.len()).sum();
+        let mut text = String::with_capacity(len.min(usize::from(u16::MAX)));
+        let mut ends = [0u16; 7];
+        let mut present = 0u8;
+        for (i, value) in values.iter().enumerate() {
+            if let Some(value) = value
+                && text.len() + value.len() <= usize::from(u16::MAX)
+            {
+                text.push_str(value);
+                present |= 1 << i;
+            }
+            ends[i] = text.len() as u16;
+        }
+        (present != 0).then(|| Self {
+            text: text.into_boxed_str(),
+            ends,
+            present,
+        })
+    }
+
+    fn value(&self, field: usize) -> Option<&str> {
+        if self.present & (1 << field) == 0 {
+            return None;
+        }
+        let start = if field == 0 { 0 } else { self.ends[field - 1] };
+        self.text
+            .get(usize::from(start)..usize::from(self.ends[field]))
+    }
+
+    /// All the fields.
+    pub fn fields(&self) -> MessagingFields<'_> {
+        MessagingFields {
+            system: self.value(0),
+            operation: self.value(1),
+            destination: self.value(2),
+            message_id: self.value(3),
+            conversation_id: self.value(4),
+            routing_key: self.value(5),
+            queue: self.value(6),
+        }
+    }
+
+    /// `messaging.system`.
+    pub fn system(&self) -> Option<&str> {
+        self.value(0)
+    }
+
+    /// `messaging.operation(.type)`.
+    pub fn operation(&self) -> Option<&str> {
+        self.value(1)
+    }
+
+    /// `messaging.destination(.name)`: the exchange.
+    pub fn destination(&self) -> Option<&str> {
+        self.value(2)
+    }
+
+    /// `messaging.message.id` / `messaging.message_id`.
+    pub fn message_id(&self) -> Option<&str> {
+        self.value(3)
+    }
+
+    /// `messaging.(message.)conversation_id`.
+    pub fn conversation_id(&self) -> Option<&str> {
+        self.value(4)
+    }
+
+    /// The RabbitMQ routing key.
+    pub fn routing_key(&self) -> Option<&str> {
+        self.value(5)
+    }
+
+    /// The queue (subscription, consumer group).
+    pub fn queue(&self) -> Option<&str> {
+        self.value(6)
+    }
+
     /// Reads them from a span's attributes in one pass; `None` when the
     /// span has none.
-    pub fn from_attributes(attributes: &Attributes) -> Option<Box<Self>> {
+    pub fn from_attributes(attributes: &Attributes) -> Option<Self> {
         // Per field, the key-value given for each of its keys (by rank).
         let mut found = [[None; 3]; 7];
         for kv in attributes.with_prefix("messaging.") {
@@ -216,25 +350,58 @@ impl MessagingAttributes {
             }
         }
         // The first key, by rank, whose value is text or a number.
-        let read = |field: usize| {
-            found[field]
+        let values = found.map(|ranked| {
+            ranked
                 .iter()
                 .flatten()
                 .find_map(|kv| match kv.borrowed_str() {
-                    Some(text) => Some(CompactString::from(text)),
-                    None => kv.text().map(CompactString::from),
+                    Some(text) => Some(std::borrow::Cow::Borrowed(text)),
+                    None => kv.text().map(std::borrow::Cow::Owned),
                 })
-        };
-        let attrs = Self {
-            system: read(0),
-            operation: read(1),
-            destination: read(2),
-            message_id: read(3),
-            conversation_id: read(4),
-            routing_key: read(5),
-            queue: read(6),
-        };
-        (attrs != Self::default()).then(|| Box::new(attrs))
+        });
+        Self::from_values(values)
+    }
+}
+
+impl fmt::Debug for MessagingAttributes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.fields().fmt(f)
+    }
+}
+
+impl Serialize for MessagingAttributes {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.fields().serialize(serializer)
+    }
+}
+
+/// A span's messaging attributes from JSON: an object with none set (or
+/// `null`) is none.
+fn messaging_from_json<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<MessagingAttributes>, D::Error> {
+    Ok(Option::<OwnedMessagingFields>::deserialize(deserializer)?.and_then(|o| o.attributes()))
+}
+
+impl OwnedMessagingFields {
+    fn attributes(&self) -> Option<MessagingAttributes> {
+        MessagingAttributes::new(MessagingFields {
+            system: self.system.as_deref(),
+            operation: self.operation.as_deref(),
+            destination: self.destination.as_deref(),
+            message_id: self.message_id.as_deref(),
+            conversation_id: self.conversation_id.as_deref(),
+            routing_key: self.routing_key.as_deref(),
+            queue: self.queue.as_deref(),
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for MessagingAttributes {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        OwnedMessagingFields::deserialize(deserializer)?
+            .attributes()
+            .ok_or_else(|| serde::de::Error::custom("no messaging attribute is set"))
     }
 }
 
@@ -268,10 +435,69 @@ mod tests {
         ]);
         let a = MessagingAttributes::from_attributes(&new).unwrap();
         assert_eq!(a, MessagingAttributes::from_attributes(&old).unwrap());
-        assert_eq!(a.destination.as_deref(), Some("shop.events"));
-        assert_eq!(a.routing_key.as_deref(), Some("order.placed"));
+        assert_eq!(a.destination(), Some("shop.events"));
+        assert_eq!(a.routing_key(), Some("order.placed"));
         assert!(
             MessagingAttributes::from_attributes(&attrs(&[("http.route", json!("/"))])).is_none()
         );
+    }
+
+    #[test]
+    fn messaging_attributes_keep_each_value_apart_and_read_as_json_as_before() {
+        let fields = MessagingFields {
+            system: Some("rabbitmq"),
+            message_id: Some("msg-00000000000000ff-0001-3"),
+            routing_key: Some(""),
+            queue: Some("payment.orders"),
+            ..Default::default()
+        };
+        let m = MessagingAttributes::new(fields).unwrap();
+        assert_eq!(m.fields(), fields);
+        assert_eq!(m.destination(), None);
+        assert_eq!(m.routing_key(), Some(""), "an empty value is still given");
+        let json = serde_json::to_value(&m).unwrap();
+        assert_eq!(
+            json,
+            json!({"system": "rabbitmq", "message_id": "msg-00000000000000ff-0001-3",
+                   "routing_key": "", "queue": "payment.orders"})
+        );
+        assert_eq!(
+            serde_json::from_value::<MessagingAttributes>(json).unwrap(),
+            m
+        );
+        assert!(MessagingAttributes::new(MessagingFields::default()).is_none());
+
+        // A span written before keeps its messaging attributes; an empty object is none.
+        let span: SpanObservation = serde_json::from_value(json!({
+            "observed_unix_us": 1, "service": "s", "trace_id": "0af7651916cd43dd8448eb211c80319c",
+            "span_id": "b7ad6b7169203331", "name": "n", "kind": "consumer",
+            "start_unix_us": 1, "end_unix_us": 2, "status": {"code": "ok"},
+            "messaging": {"system": "rabbitmq", "message_id": "m-1"}
+        }))
+        .unwrap();
+        let m = span.messaging.unwrap();
+        assert_eq!(
+            (m.system(), m.message_id()),
+            (Some("rabbitmq"), Some("m-1"))
+        );
+        let span: SpanObservation = serde_json::from_value(json!({
+            "observed_unix_us": 1, "service": "s", "trace_id": "0af7651916cd43dd8448eb211c80319c",
+            "span_id": "b7ad6b7169203331", "name": "n", "kind": "consumer",
+            "start_unix_us": 1, "end_unix_us": 2, "status": {"code": "ok"}, "messaging": {}
+        }))
+        .unwrap();
+        assert!(span.messaging.is_none());
+
+        // Text past 64 KiB in all is left out, field by field.
+        let long = "x".repeat(40_000);
+        let m = MessagingAttributes::new(MessagingFields {
+            system: Some(&long),
+            message_id: Some(&long),
+            queue: Some("q"),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(m.system().map(str::len), Some(40_000));
+        assert_eq!((m.message_id(), m.queue()), (None, Some("q")));
     }
 }

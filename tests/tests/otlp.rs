@@ -139,10 +139,10 @@ fn assert_shop_spans(spans: &[SpanObservation], ids: &ShopIds) {
         json!(7998)
     );
     let messaging = publish.messaging.as_ref().expect("messaging attributes");
-    assert_eq!(messaging.system.as_deref(), Some("rabbitmq"));
-    assert_eq!(messaging.destination.as_deref(), Some("shop.events"));
-    assert_eq!(messaging.message_id.as_deref(), Some("m-42"));
-    assert_eq!(messaging.routing_key.as_deref(), Some("payment.declined"));
+    assert_eq!(messaging.system(), Some("rabbitmq"));
+    assert_eq!(messaging.destination(), Some("shop.events"));
+    assert_eq!(messaging.message_id(), Some("m-42"));
+    assert_eq!(messaging.routing_key(), Some("payment.declined"));
     let [link] = publish.links.as_slice() else {
         panic!("one link expected: {publish:#?}")
     };
@@ -263,11 +263,11 @@ async fn otlp_json_with_old_semconv_names_arrives_normalized() {
     assert_eq!(span.links[0].trace_id, "0af7651916cd43dd8448eb211c80319c");
     assert_eq!(span.links[0].span_id, "b7ad6b7169203331");
     let messaging = span.messaging.unwrap();
-    assert_eq!(messaging.system.as_deref(), Some("rabbitmq"));
-    assert_eq!(messaging.destination.as_deref(), Some("shop.events"));
-    assert_eq!(messaging.message_id.as_deref(), Some("m-7"));
-    assert_eq!(messaging.routing_key.as_deref(), Some("order.shipped"));
-    assert_eq!(messaging.operation.as_deref(), Some("receive"));
+    assert_eq!(messaging.system(), Some("rabbitmq"));
+    assert_eq!(messaging.destination(), Some("shop.events"));
+    assert_eq!(messaging.message_id(), Some("m-7"));
+    assert_eq!(messaging.routing_key(), Some("order.shipped"));
+    assert_eq!(messaging.operation(), Some("receive"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -318,7 +318,7 @@ async fn spans_from_the_python_sdk_over_grpc_and_http_arrive_with_attributes_and
                 json!("shop.events")
             );
             assert_eq!(
-                span.messaging.as_ref().unwrap().destination.as_deref(),
+                span.messaging.as_ref().unwrap().destination(),
                 Some("shop.events")
             );
             assert!(

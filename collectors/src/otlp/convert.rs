@@ -341,10 +341,10 @@ mod tests {
         assert_eq!(span.links[0].span_id, "22".repeat(8));
         assert_eq!(span.links[0].attributes["link.reason"], json!("batch"));
         let messaging = span.messaging.as_ref().unwrap();
-        assert_eq!(messaging.system.as_deref(), Some("rabbitmq"));
-        assert_eq!(messaging.destination.as_deref(), Some("shop.events"));
-        assert_eq!(messaging.message_id.as_deref(), Some("m-1"));
-        assert_eq!(messaging.routing_key.as_deref(), Some("order.placed"));
+        assert_eq!(messaging.system(), Some("rabbitmq"));
+        assert_eq!(messaging.destination(), Some("shop.events"));
+        assert_eq!(messaging.message_id(), Some("m-1"));
+        assert_eq!(messaging.routing_key(), Some("order.placed"));
     }
 
     #[test]

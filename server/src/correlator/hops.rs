@@ -14,9 +14,7 @@ pub fn build(flow: &FlowState) -> Vec<Hop> {
             .spans
             .iter()
             .map(|s| &**s)
-            .filter(|s| {
-                s.messaging.as_ref().and_then(|m| m.message_id.as_deref()) == Some(id.as_str())
-            })
+            .filter(|s| s.messaging.as_ref().and_then(|m| m.message_id()) == Some(id.as_str()))
             .collect();
         hops.extend(hops_of_message(id, record, &spans));
     }
@@ -30,22 +28,21 @@ pub fn build(flow: &FlowState) -> Vec<Hop> {
         .filter(|s| {
             s.messaging
                 .as_ref()
-                .and_then(|m| m.message_id.as_deref())
+                .and_then(|m| m.message_id())
                 .is_some_and(|id| !known.contains(id))
         })
         .collect();
     span_only.sort_by_key(|s| s.start_unix_us);
     for producer in span_only {
         let m = producer.messaging.as_ref().expect("filtered on messaging");
-        let id = m.message_id.as_deref().unwrap_or_default().to_owned();
+        let id = m.message_id().unwrap_or_default().to_owned();
         let consumers: Vec<&SpanObservation> = flow
             .spans
             .iter()
             .map(|s| &**s)
             .filter(|s| {
                 s.kind == SpanKind::Consumer
-                    && s.messaging.as_ref().and_then(|c| c.message_id.as_deref())
-                        == Some(id.as_str())
+                    && s.messaging.as_ref().and_then(|c| c.message_id()) == Some(id.as_str())
             })
             .collect();
         let mut hop = Hop {
@@ -55,8 +52,8 @@ pub fn build(flow: &FlowState) -> Vec<Hop> {
                 .get("shop.event_type")
                 .and_then(|v| v.as_str().map(str::to_owned)),
             producer: Some(producer.service.to_string()),
-            exchange: m.destination.as_deref().unwrap_or_default().to_owned(),
-            routing_key: m.routing_key.as_deref().unwrap_or_default().to_owned(),
+            exchange: m.destination().unwrap_or_default().to_owned(),
+            routing_key: m.routing_key().unwrap_or_default().to_owned(),
             published_unix_us: Some(producer.end_unix_us),
             ..Default::default()
         };
@@ -64,7 +61,7 @@ pub fn build(flow: &FlowState) -> Vec<Hop> {
             hop.queue = first
                 .messaging
                 .as_ref()
-                .and_then(|c| c.queue.as_deref().map(str::to_owned));
+                .and_then(|c| c.queue().map(str::to_owned));
             hop.consumer = Some(first.service.to_string());
             hop.delivered_unix_us = Some(first.start_unix_us);
         }
@@ -151,7 +148,7 @@ fn hops_of_message(id: &str, record: &MessageRecord, spans: &[&SpanObservation])
                 .filter(|s| s.kind == SpanKind::Consumer)
                 .filter(|s| {
                     match (
-                        s.messaging.as_ref().and_then(|m| m.queue.as_deref()),
+                        s.messaging.as_ref().and_then(|m| m.queue()),
                         hop.consumer.as_deref(),
                     ) {
                         (Some(q), _) => q == queue,

@@ -204,10 +204,10 @@ pub fn of_span<'a>(span: &'a SpanObservation, rules: &'a [(KeyRule, KeySource)])
     ids.push(IdentRef::Trace(span.trace_id));
     ids.extend(span.links.iter().map(|l| IdentRef::Trace(l.trace_id)));
     if let Some(m) = &span.messaging {
-        if let Some(id) = &m.message_id {
+        if let Some(id) = m.message_id() {
             ids.push(IdentRef::Message(Cow::Borrowed(id)));
         }
-        if let Some(conv) = &m.conversation_id {
+        if let Some(conv) = m.conversation_id() {
             ids.push(IdentRef::Correlation(Cow::Borrowed(conv)));
         }
     }

@@ -57,11 +57,7 @@ pub fn report<'a>(flows: impl Iterator<Item = &'a FlowState>) -> PropagationRepo
             }
         }
         for span in flow.spans.iter().filter(|s| s.kind == SpanKind::Consumer) {
-            let Some(id) = span
-                .messaging
-                .as_ref()
-                .and_then(|m| m.message_id.as_deref())
-            else {
+            let Some(id) = span.messaging.as_ref().and_then(|m| m.message_id()) else {
                 continue;
             };
             let Some(trace) = flow

@@ -96,7 +96,7 @@ pub fn evaluate(
             .iter()
             .filter(|s| {
                 s.status.is_error()
-                    && s.messaging.as_ref().and_then(|m| m.message_id.as_deref())
+                    && s.messaging.as_ref().and_then(|m| m.message_id())
                         == Some(hop.message_id.as_str())
             })
             .max_by_key(|s| s.end_unix_us);

@@ -289,8 +289,8 @@ pub(super) fn flow_keys(flow: &FlowDetail) -> Vec<String> {
     for span in &flow.spans {
         add(Some(&span.trace_id.to_string()));
         let messaging = span.messaging.as_ref();
-        add(messaging.and_then(|m| m.message_id.as_deref()));
-        add(messaging.and_then(|m| m.conversation_id.as_deref()));
+        add(messaging.and_then(|m| m.message_id()));
+        add(messaging.and_then(|m| m.conversation_id()));
     }
     keys.into_iter().collect()
 }

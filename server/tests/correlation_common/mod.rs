@@ -6,8 +6,8 @@
 use std::sync::Arc;
 
 use flowscope_model::{
-    Body, BrokerMessage, FlowDetail, MessageProperties, MessagingAttributes, Observation, SpanKind,
-    SpanObservation, SpanStatus, StatusCode, TraceContext,
+    Body, BrokerMessage, FlowDetail, MessageProperties, MessagingAttributes, MessagingFields,
+    Observation, SpanKind, SpanObservation, SpanStatus, StatusCode, TraceContext,
 };
 use flowscope_server::correlator::Correlator;
 use flowscope_server::correlator::config::CorrelationConfig;
@@ -107,12 +107,12 @@ pub fn span(
                 String::new()
             },
         },
-        messaging: Some(Box::new(MessagingAttributes {
-            system: Some("rabbitmq".into()),
-            message_id: Some(message_id.into()),
-            queue: queue.map(Into::into),
+        messaging: MessagingAttributes::new(MessagingFields {
+            system: Some("rabbitmq"),
+            message_id: Some(message_id),
+            queue,
             ..Default::default()
-        })),
+        }),
         ..Default::default()
     }))
 }

@@ -10,8 +10,8 @@ use std::sync::Arc;
 
 use flowscope_model::{
     Body, BrokerMessage, FlowDetail, FlowReason, FlowStatus, FlowSummary, Hop, MessageProperties,
-    MessagingAttributes, Observation, QueueSample, SampleSource, SpanId, SpanKind, SpanObservation,
-    SpanStatus, StatusCode, TraceContext,
+    MessagingAttributes, MessagingFields, Observation, QueueSample, SampleSource, SpanId, SpanKind,
+    SpanObservation, SpanStatus, StatusCode, TraceContext,
 };
 use flowscope_server::store::{FlowFilter, Store, StoreConfig, WriteBatch};
 use serde_json::{Value, json};
@@ -195,13 +195,13 @@ pub fn span(n: u32, service: &str, t: i64, error: bool) -> SpanObservation {
             message: if error { "card declined" } else { "" }.into(),
         },
         attributes: BTreeMap::from([("messaging.system".to_owned(), json!("rabbitmq"))]).into(),
-        messaging: Some(Box::new(MessagingAttributes {
-            system: Some("rabbitmq".into()),
-            operation: Some("process".into()),
-            message_id: Some(message_id(n, 1).into()),
-            queue: Some("payment.orders".into()),
+        messaging: MessagingAttributes::new(MessagingFields {
+            system: Some("rabbitmq"),
+            operation: Some("process"),
+            message_id: Some(&message_id(n, 1)),
+            queue: Some("payment.orders"),
             ..Default::default()
-        })),
+        }),
         ..Default::default()
     }
 }
