@@ -40,6 +40,9 @@ use self::process_map::ProcessMapLearner;
 pub use self::stats::FlowStats;
 use self::stats::Tally;
 
+/// Spans room is made for in a flow at its first span.
+const SPANS_FIRST_RESERVED: usize = 8;
+
 /// What changed since the last [`Correlator::take_changes`].
 #[derive(Debug, Default)]
 pub struct Changes {
@@ -149,6 +152,10 @@ impl Correlator {
                 drop(ids);
                 flow.touch(span.end_unix_us);
                 if flow.spans.len() < MAX_SPANS_PER_FLOW {
+                    if flow.spans.capacity() == 0 {
+                        // Room for a traced order's spans at once, not grown 4 → 8.
+                        flow.spans.reserve_exact(SPANS_FIRST_RESERVED);
+                    }
                     flow.spans.push(span);
                 } else {
                     flow.num_dropped += 1;
