@@ -170,7 +170,7 @@ mod tests {
     use flowscope_model::{QueueSample, SampleSource};
 
     fn sample() -> Observation {
-        Observation::QueueSample(QueueSample {
+        Observation::QueueSample(Box::new(QueueSample {
             observed_unix_us: 0,
             source: SampleSource::Management,
             vhost: "/".into(),
@@ -182,7 +182,7 @@ mod tests {
             deliver_rate: None,
             ack_rate: None,
             head_message_timestamp: None,
-        })
+        }))
     }
 
     #[test]

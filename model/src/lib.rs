@@ -54,18 +54,22 @@ pub use topology::{
 /// One thing seen by one source.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", content = "data", rename_all = "snake_case")]
+///
+/// 16 bytes: every variant's data is behind a pointer. With broker messages
+/// inline every observation, spans too, was 760 bytes, copied into the
+/// reader's list, the pipeline's channel and the engine's batch.
 pub enum Observation {
     /// A message published to an exchange (firehose `publish.*`).
-    Publish(BrokerMessage),
+    Publish(Box<BrokerMessage>),
     /// A message delivered from a queue to a consumer (firehose `deliver.*`).
-    Deliver(BrokerMessage),
+    Deliver(Box<BrokerMessage>),
     /// A message found waiting in a dead-letter queue (inspected, not consumed).
-    DeadLetter(BrokerMessage),
+    DeadLetter(Box<BrokerMessage>),
     /// A span exported by a service over OTLP. Shared, not copied, by the
     /// correlator's flow and the store's batch.
     Span(Arc<SpanObservation>),
     /// A queue's depth at one moment.
-    QueueSample(QueueSample),
+    QueueSample(Box<QueueSample>),
     /// The broker's topology of one vhost.
     Topology(Box<TopologySnapshot>),
 }
@@ -266,7 +270,7 @@ mod tests {
 
     #[test]
     fn observations_round_trip_tagged() {
-        let obs = Observation::Publish(BrokerMessage {
+        let obs = Observation::Publish(Box::new(BrokerMessage {
             observed_unix_us: 1,
             vhost: "/".into(),
             exchange: "shop.events".into(),
@@ -277,7 +281,7 @@ mod tests {
                 ..Default::default()
             },
             ..Default::default()
-        });
+        }));
         let json = serde_json::to_value(&obs).unwrap();
         assert_eq!(json["type"], "publish");
         assert_eq!(json["data"]["properties"]["type"], "OrderPlaced");

@@ -222,7 +222,7 @@ fn a_dead_lettered_message_fails_its_flow_naming_the_queue_the_attempts_and_the_
             true,
         ));
     }
-    obs.push(Observation::DeadLetter(dead));
+    obs.push(Observation::DeadLetter(Box::new(dead)));
     let (flows, _) = correlate(obs, SEC);
     let v = view(&flows[0]);
     assert_eq!(v["status"], "failed");

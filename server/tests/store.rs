@@ -302,8 +302,16 @@ async fn retention_by_age_deletes_old_rows_and_keeps_new_ones(db: TestDb) {
     let new_flow = order_flow(2, FlowStatus::Completed, "PaymentProcessed", new);
     let mut observations = observations_of(&old_flow);
     observations.extend(observations_of(&new_flow));
-    observations.push(Observation::QueueSample(sample("payment.orders", old, 1)));
-    observations.push(Observation::QueueSample(sample("payment.orders", new, 2)));
+    observations.push(Observation::QueueSample(Box::new(sample(
+        "payment.orders",
+        old,
+        1,
+    ))));
+    observations.push(Observation::QueueSample(Box::new(sample(
+        "payment.orders",
+        new,
+        2,
+    ))));
     store
         .write(WriteBatch {
             observations,
@@ -371,7 +379,7 @@ async fn the_size_bound_deletes_oldest_rows_first(mut db: TestDb) {
             truncated: false,
             redacted: false,
         });
-        batch.observations.push(Observation::Publish(m));
+        batch.observations.push(Observation::Publish(Box::new(m)));
     }
     store.write(batch).await.unwrap();
 
@@ -477,7 +485,11 @@ async fn observations_since_returns_them_in_the_order_they_were_stored(db: TestD
     }
     store
         .write(WriteBatch {
-            observations: vec![Observation::QueueSample(sample("payment.orders", T0, 1))],
+            observations: vec![Observation::QueueSample(Box::new(sample(
+                "payment.orders",
+                T0,
+                1,
+            )))],
             ..Default::default()
         })
         .await

@@ -89,7 +89,7 @@ async fn one_order_of_the_demo_shop_is_seen_by_broker_and_spans_under_one_trace_
     };
     // Each event: published by its service, delivered to its business consumer and to notification.
     let messages = eventually(WAIT, "publish and deliver of every event", || {
-        let found: Vec<(bool, flowscope_model::BrokerMessage)> = broker
+        let found: Vec<(bool, Box<flowscope_model::BrokerMessage>)> = broker
             .all()
             .iter()
             .filter_map(|o| of_order(o).map(|m| (matches!(o, Observation::Publish(_)), m)))

@@ -185,8 +185,8 @@ pub fn step_events(seed: u64, i: u64, step: usize) -> [Observation; 3] {
         ..Default::default()
     };
     [
-        Observation::Publish(publish),
-        Observation::Deliver(deliver),
+        Observation::Publish(Box::new(publish)),
+        Observation::Deliver(Box::new(deliver)),
         Observation::Span(Arc::new(span)),
     ]
 }

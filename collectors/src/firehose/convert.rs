@@ -72,11 +72,11 @@ pub fn from_trace_message(
                     .map(as_strings)
                     .unwrap_or_default(),
             );
-            Ok(Observation::Publish(msg))
+            Ok(Observation::Publish(Box::new(msg)))
         }
         "deliver" => {
             msg.queue = Some(name.to_owned());
-            Ok(Observation::Deliver(msg))
+            Ok(Observation::Deliver(Box::new(msg)))
         }
         _ => Err(ConvertError::UnknownEvent(routing_key.to_owned())),
     }
@@ -118,7 +118,7 @@ pub fn dead_letter(
         ..Default::default()
     };
     enrich(&mut msg, properties.headers().as_ref(), body, redact);
-    Observation::DeadLetter(msg)
+    Observation::DeadLetter(Box::new(msg))
 }
 
 fn properties_from_table(table: &FieldTable) -> MessageProperties {

@@ -308,7 +308,9 @@ impl FirehoseCollector {
                 ack_rate: None,
                 head_message_timestamp: None,
             };
-            let _ = self.sender.send_or_drop(Observation::QueueSample(sample));
+            let _ = self
+                .sender
+                .send_or_drop(Observation::QueueSample(Box::new(sample)));
         }
     }
 }

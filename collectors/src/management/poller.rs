@@ -135,7 +135,9 @@ impl ManagementPoller {
             if q["exclusive"].as_bool() != Some(true) {
                 names.push(sample.queue.clone());
             }
-            let _ = self.sender.send_or_drop(Observation::QueueSample(sample));
+            let _ = self
+                .sender
+                .send_or_drop(Observation::QueueSample(Box::new(sample)));
         }
         let present: HashSet<&str> = names.iter().map(String::as_str).collect();
         self.depth.retain(|q| present.contains(q));
@@ -291,9 +293,11 @@ impl ManagementPoller {
                 });
                 if changed {
                     last.insert(queue.clone(), (ready, consumers, Instant::now()));
-                    let _ = self.exact_sender.send_or_drop(Observation::QueueSample(
-                        self.exact_sample(&queue, ready, consumers),
-                    ));
+                    let _ = self
+                        .exact_sender
+                        .send_or_drop(Observation::QueueSample(Box::new(
+                            self.exact_sample(&queue, ready, consumers),
+                        )));
                 }
                 // Inspect a dead-letter queue whenever its depth moved since the
                 // last look (whenever the topology made it known as one).

@@ -139,9 +139,9 @@ impl Correlator {
                 // Nothing to join it by: not part of any flow (probes, bare messages).
                 false
             }
-            Observation::Publish(msg) => self.add_message(msg, Kind::Publish),
-            Observation::Deliver(msg) => self.add_message(msg, Kind::Deliver),
-            Observation::DeadLetter(msg) => self.add_message(msg, Kind::DeadLetter),
+            Observation::Publish(msg) => self.add_message(*msg, Kind::Publish),
+            Observation::Deliver(msg) => self.add_message(*msg, Kind::Deliver),
+            Observation::DeadLetter(msg) => self.add_message(*msg, Kind::DeadLetter),
             Observation::Span(span) => {
                 let rules = Arc::clone(&self.rules);
                 let ids = ids::of_span(&span, &rules);

@@ -258,7 +258,7 @@ mod tests {
     use flowscope_model::{QueueSample, SampleSource};
 
     fn sample(t: i64) -> Observation {
-        Observation::QueueSample(QueueSample {
+        Observation::QueueSample(Box::new(QueueSample {
             observed_unix_us: t,
             source: SampleSource::Management,
             vhost: "/".into(),
@@ -270,7 +270,7 @@ mod tests {
             deliver_rate: None,
             ack_rate: None,
             head_message_timestamp: None,
-        })
+        }))
     }
 
     #[test]

@@ -60,7 +60,7 @@ fn item_at(
     };
     Ok(match blocks::decode_line(json)? {
         Observation::Publish(m) | Observation::Deliver(m) | Observation::DeadLetter(m) => {
-            Some(ItemValue::Message(Box::new(m)))
+            Some(ItemValue::Message(m))
         }
         Observation::Span(s) => Some(ItemValue::Span(s)),
         _ => None,

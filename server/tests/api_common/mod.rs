@@ -4,7 +4,7 @@ use flowscope_model::{Body as MsgBody, BrokerMessage, MessageProperties, Observa
 
 /// A publish of event `kind` for `order`, with message id `id`, at `at` µs.
 pub fn message(id: &str, kind: &str, order: &str, at: i64) -> Observation {
-    Observation::Publish(BrokerMessage {
+    Observation::Publish(Box::new(BrokerMessage {
         observed_unix_us: at,
         vhost: "/".into(),
         exchange: "shop.events".into(),
@@ -23,5 +23,5 @@ pub fn message(id: &str, kind: &str, order: &str, at: i64) -> Observation {
             ..Default::default()
         }),
         ..Default::default()
-    })
+    }))
 }

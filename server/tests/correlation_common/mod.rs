@@ -52,10 +52,10 @@ pub fn traced(mut m: BrokerMessage, trace: &str, span: &str) -> BrokerMessage {
 }
 
 pub fn publish(m: BrokerMessage, queues: &[&str]) -> Observation {
-    Observation::Publish(BrokerMessage {
+    Observation::Publish(Box::new(BrokerMessage {
         routed_queues: Some(queues.iter().map(|q| q.to_string()).collect()),
         ..m
-    })
+    }))
 }
 
 pub fn deliver(
@@ -65,13 +65,13 @@ pub fn deliver(
     at: i64,
     redelivered: bool,
 ) -> Observation {
-    Observation::Deliver(BrokerMessage {
+    Observation::Deliver(Box::new(BrokerMessage {
         queue: Some(queue.into()),
         service: Some(consumer.into()),
         redelivered: Some(redelivered),
         observed_unix_us: T0 + at,
         ..m
-    })
+    }))
 }
 
 #[allow(clippy::too_many_arguments)]

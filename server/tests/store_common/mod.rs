@@ -346,14 +346,14 @@ pub fn observations_of(flow: &FlowDetail) -> Vec<Observation> {
         .messages
         .iter()
         .cloned()
-        .map(Observation::Publish)
+        .map(|m| Observation::Publish(Box::new(m)))
         .collect();
     let mut delivered = flow.messages[0].clone();
     delivered.observed_unix_us += 1_000;
     delivered.queue = Some("payment.orders".into());
     delivered.routed_queues = None;
     delivered.redelivered = Some(false);
-    out.push(Observation::Deliver(delivered));
+    out.push(Observation::Deliver(Box::new(delivered)));
     out.extend(flow.spans.iter().cloned().map(Observation::Span));
     out
 }
@@ -376,13 +376,17 @@ pub fn full_batch() -> WriteBatch {
     let flows = six_flows();
     let mut observations: Vec<_> = flows.iter().flat_map(observations_of).collect();
     for i in 0..20 {
-        observations.push(Observation::QueueSample(sample(
+        observations.push(Observation::QueueSample(Box::new(sample(
             "payment.orders",
             T0 + i * SECOND,
             i as u64,
-        )));
+        ))));
     }
-    observations.push(Observation::QueueSample(sample("other.queue", T0, 99)));
+    observations.push(Observation::QueueSample(Box::new(sample(
+        "other.queue",
+        T0,
+        99,
+    ))));
     WriteBatch {
         observations,
         flows,
