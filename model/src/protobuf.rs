@@ -358,11 +358,14 @@ pub fn read_any_value(bytes: &[u8], before: Option<Value>, depth: u32) -> Result
 }
 
 /// Checks a `KeyValue` as [`read_key_value`] would read it, without
-/// building anything.
-pub fn check_key_value(bytes: &[u8], depth: u32) -> Result<()> {
+/// building anything; hands back its key and where its value lies.
+pub fn check_key_value(bytes: &[u8], depth: u32) -> Result<KeyValueRef<'_>> {
     let kv = split_key_value(bytes)?;
     if !kv.merged {
-        return kv.value.map_or(Ok(()), |v| check_any_value(v, depth));
+        if let Some(v) = kv.value {
+            check_any_value(v, depth)?;
+        }
+        return Ok(kv);
     }
     let mut reader = Reader::new(bytes);
     while let Some(field) = reader.field()? {
@@ -370,7 +373,7 @@ pub fn check_key_value(bytes: &[u8], depth: u32) -> Result<()> {
             check_any_value(v, depth)?;
         }
     }
-    Ok(())
+    Ok(kv)
 }
 
 fn check_any_value(bytes: &[u8], depth: u32) -> Result<()> {
@@ -400,7 +403,9 @@ fn check_any_value(bytes: &[u8], depth: u32) -> Result<()> {
                 let mut entries = Reader::new(list);
                 while let Some(entry) = entries.field()? {
                     match entry {
-                        (1, Wire::Len(kv)) => check_key_value(kv, depth + 1)?,
+                        (1, Wire::Len(kv)) => {
+                            check_key_value(kv, depth + 1)?;
+                        }
                         (1, _) => return malformed("a key-value list holds a non-message"),
                         _ => {}
                     }

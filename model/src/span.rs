@@ -8,6 +8,7 @@ use compact_str::CompactString;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::protobuf::KeyValueRef;
 use crate::{Attributes, SpanId, TraceId};
 
 /// A span a service exported.
@@ -340,9 +341,18 @@ impl MessagingAttributes {
     /// Reads them from a span's attributes in one pass; `None` when the
     /// span has none.
     pub fn from_attributes(attributes: &Attributes) -> Option<Self> {
+        Self::from_key_values(attributes.with_prefix("messaging."))
+    }
+
+    /// Reads them from a span's key-values, in the order given (those not
+    /// about messaging are passed over): the OTLP reader hands over the
+    /// ones it read anyway, so that they are not looked for again.
+    pub fn from_key_values<'a>(
+        key_values: impl IntoIterator<Item = KeyValueRef<'a>>,
+    ) -> Option<Self> {
         // Per field, the key-value given for each of its keys (by rank).
         let mut found = [[None; 3]; 7];
-        for kv in attributes.with_prefix("messaging.") {
+        for kv in key_values {
             for (field, names) in MESSAGING_KEYS.iter().enumerate() {
                 if let Some(rank) = names.iter().position(|n| *n == kv.key) {
                     found[field][rank] = Some(kv);

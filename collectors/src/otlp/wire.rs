@@ -16,13 +16,14 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use flowscope_model::protobuf::{
-    self, ProtobufError, Reader, Wire, check_key_value, read_key_value,
+    self, KeyValueRef, ProtobufError, Reader, Wire, check_key_value, read_key_value,
 };
 use flowscope_model::{
     Attributes, MessagingAttributes, Observation, SpanEvent, SpanId, SpanKind, SpanLink,
     SpanObservation, SpanStatus, StatusCode, TraceId,
 };
 use serde_json::Value;
+use smallvec::SmallVec;
 
 use super::convert::{ConvertError, UNKNOWN_SERVICE, check_id, nanos_to_micros};
 
@@ -182,6 +183,9 @@ fn read_span<'a>(
 ) -> Result<SpanObservation> {
     let mut raw = RawSpan::default();
     attributes.clear();
+    // The messaging key-values, as checked: read into the span's messaging
+    // attributes without looking for them among its attributes again.
+    let mut messaging: SmallVec<[KeyValueRef<'a>; 8]> = SmallVec::new();
     let mut reader = Reader::new(bytes);
     while let Some(field) = reader.field()? {
         match field {
@@ -193,7 +197,10 @@ fn read_span<'a>(
             (7, Wire::Fixed64(t)) => raw.start = t,
             (8, Wire::Fixed64(t)) => raw.end = t,
             (9, Wire::Len(kv)) => {
-                check_key_value(kv, 0)?;
+                let checked = check_key_value(kv, 0)?;
+                if checked.key.starts_with("messaging.") {
+                    messaging.push(checked);
+                }
                 attributes.push(kv);
             }
             (11, Wire::Len(event)) => raw.events.push(read_event(event)?),
@@ -208,7 +215,8 @@ fn read_span<'a>(
             _ => {}
         }
     }
-    finish_span(raw, attributes, context, scope)
+    let messaging = MessagingAttributes::from_key_values(messaging);
+    finish_span(raw, attributes, messaging, context, scope)
 }
 
 /// Checks the ids (the error names the span) and builds the observation.
@@ -216,6 +224,7 @@ fn read_span<'a>(
 fn finish_span(
     raw: RawSpan<'_>,
     attributes: &[&[u8]],
+    messaging: Option<MessagingAttributes>,
     context: &SpanContext,
     scope: &Arc<str>,
 ) -> Result<SpanObservation> {
@@ -254,7 +263,7 @@ fn finish_span(
         start_unix_us: nanos_to_micros(raw.start),
         end_unix_us: nanos_to_micros(raw.end),
         status,
-        messaging: MessagingAttributes::from_attributes(&attributes),
+        messaging,
         attributes,
         events: raw.events,
         links,
