@@ -33,6 +33,9 @@ const HASH_BITS: u32 = 6 * HASH_DIGITS;
 pub struct FlowId(u128);
 
 impl FlowId {
+    /// The greatest id (for ranges over ordered sets keyed by id).
+    pub const MAX: FlowId = FlowId(u128::MAX);
+
     /// The id of a flow first seen at `first_seen_unix_us`, by `first`.
     pub fn new(first: Option<&IdentRef<'_>>, first_seen_unix_us: i64) -> Self {
         // FNV-1a: stable across processes and releases, unlike DefaultHasher.
