@@ -352,12 +352,17 @@ impl MessagingAttributes {
     ) -> Option<Self> {
         // Per field, the key-value given for each of its keys (by rank).
         let mut found = [[None; 3]; 7];
+        let mut any = false;
         for kv in key_values {
             for (field, names) in MESSAGING_KEYS.iter().enumerate() {
                 if let Some(rank) = names.iter().position(|n| *n == kv.key) {
                     found[field][rank] = Some(kv);
+                    any = true;
                 }
             }
+        }
+        if !any {
+            return None;
         }
         // The first key, by rank, whose value is text or a number.
         let values = found.map(|ranked| {

@@ -215,7 +215,11 @@ fn read_span<'a>(
             _ => {}
         }
     }
-    let messaging = MessagingAttributes::from_key_values(messaging);
+    let messaging = if messaging.is_empty() {
+        None
+    } else {
+        MessagingAttributes::from_key_values(messaging)
+    };
     finish_span(raw, attributes, messaging, context, scope)
 }
 
