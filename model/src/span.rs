@@ -365,8 +365,8 @@ impl MessagingAttributes {
             return None;
         }
         // The first key, by rank, whose value is text or a number.
-        let values = found.map(|ranked| {
-            ranked
+        let values: [_; 7] = std::array::from_fn(|field| {
+            found[field]
                 .iter()
                 .flatten()
                 .find_map(|kv| match kv.borrowed_str() {
