@@ -102,18 +102,14 @@ impl FlowState {
         self.judged.then_some((self.status, self.ended_unix_us))
     }
 
-    /// Keeps an identifier's key (once); `true` if it is new to the flow.
-    pub fn keep_key(&mut self, key: IdentKey, trace: Option<TraceId>) -> bool {
-        match self.keys.binary_search(&key) {
-            Ok(_) => false,
-            Err(at) => {
-                self.keys.insert(at, key);
-                if let Some(trace) = trace
-                    && let Err(at) = self.traces.binary_search(&trace)
-                {
-                    self.traces.insert(at, trace);
-                }
-                true
+    /// Keeps an identifier's key (once), and its trace when it is one.
+    pub fn keep_key(&mut self, key: IdentKey, trace: Option<TraceId>) {
+        if let Err(at) = self.keys.binary_search(&key) {
+            self.keys.insert(at, key);
+            if let Some(trace) = trace
+                && let Err(at) = self.traces.binary_search(&trace)
+            {
+                self.traces.insert(at, trace);
             }
         }
     }
@@ -203,11 +199,7 @@ impl FlowState {
 
     /// Everything, for the detail view and the store.
     pub fn detail(&self, hops: Vec<Hop>) -> FlowDetail {
-        self.detail_with(self.summary(&hops), hops)
-    }
-
-    /// Everything, around a summary already made from these hops.
-    pub fn detail_with(&self, summary: FlowSummary, hops: Vec<Hop>) -> FlowDetail {
+        let summary = self.summary(&hops);
         let mut spans = self.spans.clone();
         spans.sort_by_key(|s| s.start_unix_us);
         FlowDetail {
