@@ -350,6 +350,9 @@ impl MessagingAttributes {
     pub fn from_key_values<'a>(
         key_values: impl IntoIterator<Item = KeyValueRef<'a>>,
     ) -> Option<Self> {
+        let mut key_values = key_values.into_iter().peekable();
+        // None given (most spans of most services): nothing to look through.
+        key_values.peek()?;
         // Per field, the key-value given for each of its keys (by rank).
         let mut found = [[None; 3]; 7];
         let mut any = false;

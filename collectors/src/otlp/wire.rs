@@ -215,11 +215,7 @@ fn read_span<'a>(
             _ => {}
         }
     }
-    let messaging = if messaging.is_empty() {
-        None
-    } else {
-        MessagingAttributes::from_key_values(messaging)
-    };
+    let messaging = MessagingAttributes::from_key_values(messaging);
     finish_span(raw, attributes, messaging, context, scope)
 }
 
