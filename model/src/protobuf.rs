@@ -289,6 +289,19 @@ pub fn split_key_value(bytes: &[u8]) -> Result<KeyValueRef<'_>> {
 /// attributes that were checked when they arrived).
 #[inline]
 pub fn raw_key(bytes: &[u8]) -> &[u8] {
+    // The usual layout (a short key, then at most one short value) is read
+    // in place; anything else field by field.
+    if let [0x0a, len, rest @ ..] = bytes
+        && let Some((key, after)) = rest.split_at_checked(usize::from(*len))
+        && *len < 0x80
+        && match after {
+            [] => true,
+            [0x12, len, value @ ..] => *len < 0x80 && value.len() == usize::from(*len),
+            _ => false,
+        }
+    {
+        return key;
+    }
     let mut key: &[u8] = &[];
     let mut reader = Reader::new(bytes);
     while let Ok(Some(field)) = reader.field() {
@@ -361,22 +374,37 @@ pub fn read_any_value(bytes: &[u8], before: Option<Value>, depth: u32) -> Result
 /// building anything; hands back its key and where its value lies.
 pub fn check_key_value(bytes: &[u8], depth: u32) -> Result<KeyValueRef<'_>> {
     let kv = split_key_value(bytes)?;
+    // Text within a message that is all ASCII is valid UTF-8: checked
+    // once, word by word, not string by string.
+    let text = if bytes.is_ascii() {
+        Text::Ascii
+    } else {
+        Text::Check
+    };
     if !kv.merged {
         if let Some(v) = kv.value {
-            check_any_value(v, depth)?;
+            check_any_value(v, depth, text)?;
         }
         return Ok(kv);
     }
     let mut reader = Reader::new(bytes);
     while let Some(field) = reader.field()? {
         if let (2, Wire::Len(v)) = field {
-            check_any_value(v, depth)?;
+            check_any_value(v, depth, text)?;
         }
     }
     Ok(kv)
 }
 
-fn check_any_value(bytes: &[u8], depth: u32) -> Result<()> {
+/// Whether strings in a value still need checking as UTF-8.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Text {
+    /// Known ASCII (the message around them is).
+    Ascii,
+    Check,
+}
+
+fn check_any_value(bytes: &[u8], depth: u32, text: Text) -> Result<()> {
     if depth >= MAX_VALUE_DEPTH {
         return malformed(format!(
             "attribute values nested deeper than {MAX_VALUE_DEPTH}"
@@ -385,15 +413,16 @@ fn check_any_value(bytes: &[u8], depth: u32) -> Result<()> {
     let mut reader = Reader::new(bytes);
     while let Some(field) = reader.field()? {
         match field {
-            (1, Wire::Len(s)) => {
+            (1, Wire::Len(s)) if text == Text::Check => {
                 utf8(s, "string value")?;
             }
+            (1, Wire::Len(_)) => {}
             (2 | 3 | 8, Wire::Varint(_)) | (4, Wire::Fixed64(_)) | (7, Wire::Len(_)) => {}
             (5, Wire::Len(array)) => {
                 let mut items = Reader::new(array);
                 while let Some(item) = items.field()? {
                     match item {
-                        (1, Wire::Len(v)) => check_any_value(v, depth + 1)?,
+                        (1, Wire::Len(v)) => check_any_value(v, depth + 1, text)?,
                         (1, _) => return malformed("an array value holds a non-message"),
                         _ => {}
                     }
@@ -535,6 +564,71 @@ mod tests {
                 other => other.clone(),
             };
             assert_eq!(map["k"], expected, "{value}");
+        }
+    }
+
+    #[test]
+    fn a_string_that_is_not_utf8_is_refused_wherever_it_lies() {
+        let string = |bytes: &[u8]| {
+            let mut value = Vec::new();
+            put_len(&mut value, 1, bytes);
+            value
+        };
+        let key_value = |value: &[u8]| {
+            let mut kv = Vec::new();
+            put_len(&mut kv, 1, b"k");
+            put_len(&mut kv, 2, value);
+            kv
+        };
+        let array = |item: &[u8]| {
+            let (mut list, mut value) = (Vec::new(), Vec::new());
+            put_len(&mut list, 1, item);
+            put_len(&mut value, 5, &list);
+            value
+        };
+        let kv_list = |kv: &[u8]| {
+            let (mut list, mut value) = (Vec::new(), Vec::new());
+            put_len(&mut list, 1, kv);
+            put_len(&mut value, 6, &list);
+            value
+        };
+        let bad = string(&[b'a', 0xff]);
+        for (what, value) in [
+            ("string", bad.clone()),
+            ("in an array", array(&bad)),
+            ("in a key-value list", kv_list(&key_value(&bad))),
+        ] {
+            let err = check_key_value(&key_value(&value), 0).unwrap_err();
+            assert!(err.to_string().contains("not valid UTF-8"), "{what}: {err}");
+        }
+        let good = string("✓".as_bytes());
+        for value in [good.clone(), array(&good), kv_list(&key_value(&good))] {
+            check_key_value(&key_value(&value), 0).unwrap();
+        }
+    }
+
+    #[test]
+    fn raw_key_is_the_last_key_given_in_any_layout() {
+        let short = encode_key_value("k", &json!("v"));
+        let long = encode_key_value("k", &json!("v".repeat(200)));
+        let no_value = encode_key_value("k", &json!(null));
+        let mut value_first = Vec::new();
+        put_len(&mut value_first, 2, &encode_any_value(&json!(1)));
+        put_len(&mut value_first, 1, b"k");
+        let mut two_keys = encode_key_value("first", &json!(1));
+        put_len(&mut two_keys, 1, b"k");
+        let mut unknown_field = encode_key_value("k", &json!(1));
+        put_len(&mut unknown_field, 7, b"x");
+        for (what, bytes) in [
+            ("short", &short),
+            ("long value", &long),
+            ("no value", &no_value),
+            ("value first", &value_first),
+            ("two keys", &two_keys),
+            ("unknown field", &unknown_field),
+        ] {
+            assert_eq!(raw_key(bytes), b"k", "{what}");
+            assert_eq!(split_key_value(bytes).unwrap().key, "k", "{what}");
         }
     }
 
