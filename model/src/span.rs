@@ -232,26 +232,28 @@ struct OwnedMessagingFields {
     queue: Option<String>,
 }
 
-/// Where each messaging attribute is read from, newest convention first.
-const MESSAGING_KEYS: [&[&str]; 7] = [
-    &["messaging.system"],
-    &["messaging.operation.type", "messaging.operation"],
-    &["messaging.destination.name", "messaging.destination"],
-    &["messaging.message.id", "messaging.message_id"],
-    &[
-        "messaging.message.conversation_id",
-        "messaging.conversation_id",
-    ],
-    &[
-        "messaging.rabbitmq.destination.routing_key",
-        "messaging.rabbitmq.routing_key",
-    ],
-    &[
-        "messaging.destination.subscription.name",
-        "messaging.consumer.group.name",
-        "messaging.rabbitmq.queue",
-    ],
-];
+/// Where each messaging attribute is read from, newest convention first:
+/// a key's field (in [`MessagingFields`] order) and rank. A `match`, so a
+/// key is compared with the names of its length only.
+fn messaging_key(key: &str) -> Option<(usize, usize)> {
+    Some(match key {
+        "messaging.system" => (0, 0),
+        "messaging.operation.type" => (1, 0),
+        "messaging.operation" => (1, 1),
+        "messaging.destination.name" => (2, 0),
+        "messaging.destination" => (2, 1),
+        "messaging.message.id" => (3, 0),
+        "messaging.message_id" => (3, 1),
+        "messaging.message.conversation_id" => (4, 0),
+        "messaging.conversation_id" => (4, 1),
+        "messaging.rabbitmq.destination.routing_key" => (5, 0),
+        "messaging.rabbitmq.routing_key" => (5, 1),
+        "messaging.destination.subscription.name" => (6, 0),
+        "messaging.consumer.group.name" => (6, 1),
+        "messaging.rabbitmq.queue" => (6, 2),
+        _ => return None,
+    })
+}
 
 impl MessagingAttributes {
     /// From the fields given; `None` when none is. Values that would take
@@ -357,11 +359,9 @@ impl MessagingAttributes {
         let mut found = [[None; 3]; 7];
         let mut any = false;
         for kv in key_values {
-            for (field, names) in MESSAGING_KEYS.iter().enumerate() {
-                if let Some(rank) = names.iter().position(|n| *n == kv.key) {
-                    found[field][rank] = Some(kv);
-                    any = true;
-                }
+            if let Some((field, rank)) = messaging_key(kv.key) {
+                found[field][rank] = Some(kv);
+                any = true;
             }
         }
         if !any {
@@ -458,6 +458,44 @@ mod tests {
         assert!(
             MessagingAttributes::from_attributes(&attrs(&[("http.route", json!("/"))])).is_none()
         );
+    }
+
+    #[test]
+    fn every_messaging_key_is_read_into_its_field_newest_convention_first() {
+        let names: [&[&str]; 7] = [
+            &["messaging.system"],
+            &["messaging.operation.type", "messaging.operation"],
+            &["messaging.destination.name", "messaging.destination"],
+            &["messaging.message.id", "messaging.message_id"],
+            &[
+                "messaging.message.conversation_id",
+                "messaging.conversation_id",
+            ],
+            &[
+                "messaging.rabbitmq.destination.routing_key",
+                "messaging.rabbitmq.routing_key",
+            ],
+            &[
+                "messaging.destination.subscription.name",
+                "messaging.consumer.group.name",
+                "messaging.rabbitmq.queue",
+            ],
+        ];
+        for (field, names) in names.iter().enumerate() {
+            for (rank, name) in names.iter().enumerate() {
+                // Given with every older name of its field, listed first.
+                let given: Vec<(&str, Value)> = names[rank..]
+                    .iter()
+                    .rev()
+                    .map(|n| (*n, json!(format!("from {n}"))))
+                    .collect();
+                let m = MessagingAttributes::from_attributes(&attrs(&given)).unwrap();
+                let mut expected = [None; 7];
+                let value = format!("from {name}");
+                expected[field] = Some(value.as_str());
+                assert_eq!(m.fields().to_array(), expected, "{name}");
+            }
+        }
     }
 
     #[test]
