@@ -58,7 +58,8 @@ pub struct FlowState {
     /// Shared with the observation that brought them (and the store's batch).
     pub spans: Vec<Arc<SpanObservation>>,
     /// The keys of its identifiers in the correlator's index, sorted and unique.
-    pub keys: SmallVec<[IdentKey; 6]>,
+    /// Inline up to 8: an order's trace, key and a message id per step.
+    pub keys: SmallVec<[IdentKey; 8]>,
     /// Its traces (those among its identifiers), sorted and unique.
     pub traces: SmallVec<[TraceId; 1]>,
     pub first_unix_us: i64,

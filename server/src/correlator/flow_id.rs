@@ -50,8 +50,19 @@ impl FlowId {
                 }
             }
         }
+        impl fmt::Write for Fnv {
+            fn write_str(&mut self, s: &str) -> fmt::Result {
+                self.write(s.as_bytes());
+                Ok(())
+            }
+        }
+        // As hashing the identifier's text as a `String` did (its bytes,
+        // then 0xff), without making the text.
         let mut h = Fnv(0xcbf2_9ce4_8422_2325);
-        first.map(IdentRef::text).unwrap_or_default().hash(&mut h);
+        if let Some(first) = first {
+            first.write_text(&mut h).expect("hashing text cannot fail");
+        }
+        h.write_u8(0xff);
         let secs = (first_seen_unix_us.max(0) / 1_000_000).min((1 << 36) - 1) as u128;
         Self(secs << HASH_BITS | u128::from(h.finish() >> 4))
     }

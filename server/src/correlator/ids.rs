@@ -89,13 +89,13 @@ impl IdentKeys {
 }
 
 impl IdentRef<'_> {
-    /// A stable text form, for flow ids.
-    pub fn text(&self) -> String {
+    /// Writes a stable text form out, for flow ids.
+    pub fn write_text(&self, out: &mut impl std::fmt::Write) -> std::fmt::Result {
         match self {
-            IdentRef::Trace(t) => format!("trace:{t}"),
-            IdentRef::Message(m) => format!("msg:{m}"),
-            IdentRef::Correlation(c) => format!("corr:{c}"),
-            IdentRef::Key(name, value) => format!("key:{name}={value}"),
+            IdentRef::Trace(t) => write!(out, "trace:{t}"),
+            IdentRef::Message(m) => write!(out, "msg:{m}"),
+            IdentRef::Correlation(c) => write!(out, "corr:{c}"),
+            IdentRef::Key(name, value) => write!(out, "key:{name}={value}"),
         }
     }
 

@@ -209,8 +209,14 @@ impl Correlator {
                 (self.keys.key(i), trace)
             })
             .collect();
+        // Each key's flow as found: a key found in the flow the observation
+        // ends up in needs no second look.
+        let owners: SmallVec<[Option<FlowId>; 6]> = keyed
+            .iter()
+            .map(|(k, _)| self.index.get(k).copied())
+            .collect();
         let mut found: SmallVec<[FlowId; 2]> = SmallVec::new();
-        for flow in keyed.iter().filter_map(|(k, _)| self.index.get(k)) {
+        for flow in owners.iter().flatten() {
             if !found.contains(flow) {
                 found.push(*flow);
             }
@@ -240,7 +246,10 @@ impl Correlator {
             flow.pending = true;
             self.changed.insert(target);
         }
-        for (key, trace) in keyed {
+        for ((key, trace), owner) in keyed.into_iter().zip(owners) {
+            if owner == Some(target) {
+                continue;
+            }
             match self.index.entry(key) {
                 Entry::Occupied(owner) if *owner.get() == target => {}
                 Entry::Occupied(mut owner) => {
