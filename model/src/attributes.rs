@@ -21,9 +21,14 @@ use crate::protobuf::{self, KeyValueRef, Reader, Wire};
 #[derive(Clone, Default)]
 pub struct Attributes {
     /// `KeyValue` messages, each as a field-1 record (tag, length, bytes):
-    /// the layout of a repeated field.
+    /// the layout of a repeated field; or as field-9 records, a span's
+    /// attributes copied as they lay in its encoding
+    /// ([`Attributes::from_checked_span_field`]).
     encoded: Box<[u8]>,
 }
+
+/// The field number of a span's attributes in OTLP's `Span`.
+const SPAN_ATTRIBUTES_FIELD: u32 = 9;
 
 impl Attributes {
     /// From `KeyValue` messages already checked with
@@ -39,6 +44,20 @@ impl Attributes {
         }
         Self {
             encoded: encoded.into_boxed_slice(),
+        }
+    }
+
+    /// From a run of a span's encoding that is attribute records (field 9,
+    /// each `KeyValue` checked with [`protobuf::check_key_value`]) and
+    /// nothing else: one copy, not a record at a time.
+    pub fn from_checked_span_field(records: &[u8]) -> Self {
+        debug_assert!({
+            let mut reader = Reader::new(records);
+            std::iter::from_fn(|| reader.field().transpose())
+                .all(|f| matches!(f, Ok((SPAN_ATTRIBUTES_FIELD, Wire::Len(_)))))
+        });
+        Self {
+            encoded: records.into(),
         }
     }
 
@@ -68,7 +87,7 @@ impl Attributes {
         std::iter::from_fn(move || {
             loop {
                 match records.field() {
-                    Ok(Some((1, Wire::Len(kv)))) => return Some(kv),
+                    Ok(Some((1 | SPAN_ATTRIBUTES_FIELD, Wire::Len(kv)))) => return Some(kv),
                     Ok(Some(_)) => {}
                     Ok(None) | Err(_) => return None,
                 }

@@ -57,6 +57,12 @@ impl<'a> Reader<'a> {
         Self { bytes }
     }
 
+    /// Bytes not read yet.
+    #[inline]
+    pub fn remaining(&self) -> usize {
+        self.bytes.len()
+    }
+
     /// The next field, `None` at the end of the message.
     #[inline]
     pub fn field(&mut self) -> Result<Option<(u32, Wire<'a>)>> {
@@ -174,6 +180,13 @@ impl<'a> KeyValueRef<'a> {
     /// read without a copy. `None` for any other value (read
     /// [`KeyValueRef::text`] then).
     pub fn borrowed_str(&self) -> Option<&'a str> {
+        std::str::from_utf8(self.string_bytes()?).ok()
+    }
+
+    /// [`KeyValueRef::borrowed_str`]'s bytes, not checked again: for text
+    /// checked when it arrived ([`check_key_value`]) and joined with other
+    /// text before one check of the whole.
+    pub fn string_bytes(&self) -> Option<&'a [u8]> {
         if self.merged {
             return None;
         }
@@ -181,7 +194,7 @@ impl<'a> KeyValueRef<'a> {
         let mut text = None;
         while let Some(field) = reader.field().ok()? {
             text = match field {
-                (1, Wire::Len(s)) => Some(std::str::from_utf8(s).ok()?),
+                (1, Wire::Len(s)) => Some(s),
                 _ => return None,
             };
         }
@@ -373,6 +386,62 @@ pub fn read_any_value(bytes: &[u8], before: Option<Value>, depth: u32) -> Result
 /// Checks a `KeyValue` as [`read_key_value`] would read it, without
 /// building anything; hands back its key and where its value lies.
 pub fn check_key_value(bytes: &[u8], depth: u32) -> Result<KeyValueRef<'_>> {
+    if depth < MAX_VALUE_DEPTH
+        && let Some(kv) = simple_key_value(bytes)
+    {
+        return Ok(kv);
+    }
+    check_key_value_field_by_field(bytes, depth)
+}
+
+/// The usual key-value (a short key, then a short value that is one
+/// string, integer, boolean or double), checked in place; `None` for any
+/// other, or for one that does not check (read field by field then, for
+/// the error).
+#[inline]
+fn simple_key_value(bytes: &[u8]) -> Option<KeyValueRef<'_>> {
+    let [0x0a, key_len, rest @ ..] = bytes else {
+        return None;
+    };
+    let (key, rest) = rest.split_at_checked(usize::from(*key_len))?;
+    let [0x12, value_len, value @ ..] = rest else {
+        return None;
+    };
+    if *key_len >= 0x80 || *value_len >= 0x80 || value.len() != usize::from(*value_len) {
+        return None;
+    }
+    let checks = match value {
+        [0x0a, len, text @ ..] => {
+            *len < 0x80
+                && text.len() == usize::from(*len)
+                && (text.is_ascii() || std::str::from_utf8(text).is_ok())
+        }
+        // A varint: every byte but the last has its top bit set; ten
+        // bytes at most, the tenth 0 or 1.
+        [0x10 | 0x18, int @ ..] => match int.split_last() {
+            Some((last, head)) => {
+                *last < 0x80
+                    && head.iter().all(|b| *b >= 0x80)
+                    && (int.len() < 10 || (int.len() == 10 && *last <= 1))
+            }
+            None => false,
+        },
+        [0x21, double @ ..] => double.len() == 8,
+        _ => false,
+    };
+    if !checks {
+        return None;
+    }
+    Some(KeyValueRef {
+        key: std::str::from_utf8(key).ok()?,
+        bytes,
+        value: Some(value),
+        merged: false,
+    })
+}
+
+/// [`check_key_value`] for any layout.
+fn check_key_value_field_by_field(bytes: &[u8], depth: u32) -> Result<KeyValueRef<'_>> {
     let kv = split_key_value(bytes)?;
     // Text within a message that is all ASCII is valid UTF-8: checked
     // once, word by word, not string by string.
@@ -605,6 +674,71 @@ mod tests {
         for value in [good.clone(), array(&good), kv_list(&key_value(&good))] {
             check_key_value(&key_value(&value), 0).unwrap();
         }
+    }
+
+    #[test]
+    fn usual_key_values_check_as_they_do_field_by_field() {
+        let mut encodings: Vec<Vec<u8>> = [
+            json!("ord-1"),
+            json!("✓"),
+            json!(""),
+            json!(0),
+            json!(-1),
+            json!(i64::MAX),
+            json!(true),
+            json!(2.5),
+            json!("x".repeat(200)),
+            json!([1]),
+            json!(null),
+        ]
+        .iter()
+        .map(|v| encode_key_value("k", v))
+        .collect();
+        // Varints of every length (one too long), a bool, a bad string.
+        for len in 1..=11 {
+            let mut int = vec![0x18];
+            int.extend(std::iter::repeat_n(0xff, len - 1));
+            int.push(if len == 10 { 1 } else { 2 });
+            encodings.push(wrap_value(&int));
+        }
+        encodings.push(wrap_value(&[0x10, 1]));
+        encodings.push(wrap_value(&[0x0a, 2, b'a', 0xff]));
+        encodings.push(wrap_value(&[0x21, 0, 0, 0]));
+        // Every cut of each.
+        let cuts: Vec<Vec<u8>> = encodings
+            .iter()
+            .flat_map(|e| (0..e.len()).map(|n| e[..n].to_vec()))
+            .collect();
+        encodings.extend(cuts);
+        let mut simple = 0;
+        for bytes in &encodings {
+            let usual = check_key_value(bytes, 0);
+            let field_by_field = check_key_value_field_by_field(bytes, 0);
+            simple += usize::from(simple_key_value(bytes).is_some());
+            match (usual, field_by_field) {
+                (Ok(a), Ok(b)) => {
+                    assert_eq!(
+                        (a.key, a.value, a.merged, a.bytes),
+                        (b.key, b.value, b.merged, b.bytes),
+                        "{bytes:?}"
+                    );
+                }
+                (Err(a), Err(b)) => assert_eq!(a.to_string(), b.to_string(), "{bytes:?}"),
+                (a, b) => panic!("{bytes:?}: {a:?} but field by field {b:?}"),
+            }
+        }
+        assert!(
+            simple >= 15,
+            "the usual layout was read in place {simple} times"
+        );
+    }
+
+    /// A key-value `k` holding these `AnyValue` bytes.
+    fn wrap_value(value: &[u8]) -> Vec<u8> {
+        let mut kv = Vec::new();
+        put_len(&mut kv, 1, b"k");
+        put_len(&mut kv, 2, value);
+        kv
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! Spans received over OTLP, with their messaging attributes normalized.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
@@ -259,28 +260,42 @@ impl MessagingAttributes {
     /// From the fields given; `None` when none is. Values that would take
     /// the text past 64 KiB are left out (no identifier is that long).
     pub fn new(fields: MessagingFields<'_>) -> Option<Self> {
-        Self::from_values(fields.to_array().map(|v| v.map(std::borrow::Cow::Borrowed)))
+        Self::from_values(
+            fields
+                .to_array()
+                .map(|v| v.map(|v| Cow::Borrowed(v.as_bytes()))),
+        )
     }
 
-    fn from_values(values: [Option<std::borrow::Cow<'_, str>>; 7]) -> Option<Self> {
+    /// From each field's text as bytes, checked as UTF-8 once, joined (a
+    /// field whose bytes are not UTF-8 is left out).
+    fn from_values(values: [Option<Cow<'_, [u8]>>; 7]) -> Option<Self> {
         let len: usize = values.iter().flatten().map(|v| v.len()).sum();
-        let mut text = String::with_capacity(len.min(usize::from(u16::MAX)));
+        let mut text = Vec::with_capacity(len.min(usize::from(u16::MAX)));
         let mut ends = [0u16; 7];
         let mut present = 0u8;
         for (i, value) in values.iter().enumerate() {
             if let Some(value) = value
                 && text.len() + value.len() <= usize::from(u16::MAX)
             {
-                text.push_str(value);
+                text.extend_from_slice(value);
                 present |= 1 << i;
             }
             ends[i] = text.len() as u16;
         }
-        (present != 0).then(|| Self {
-            text: text.into_boxed_str(),
-            ends,
-            present,
-        })
+        if present == 0 {
+            return None;
+        }
+        match String::from_utf8(text) {
+            Ok(text) => Some(Self {
+                text: text.into_boxed_str(),
+                ends,
+                present,
+            }),
+            Err(_) => {
+                Self::from_values(values.map(|v| v.filter(|v| std::str::from_utf8(v).is_ok())))
+            }
+        }
     }
 
     fn value(&self, field: usize) -> Option<&str> {
@@ -372,9 +387,9 @@ impl MessagingAttributes {
             found[field]
                 .iter()
                 .flatten()
-                .find_map(|kv| match kv.borrowed_str() {
-                    Some(text) => Some(std::borrow::Cow::Borrowed(text)),
-                    None => kv.text().map(std::borrow::Cow::Owned),
+                .find_map(|kv| match kv.string_bytes() {
+                    Some(text) => Some(Cow::Borrowed(text)),
+                    None => kv.text().map(|t| Cow::Owned(t.into_bytes())),
                 })
         });
         Self::from_values(values)
@@ -458,6 +473,18 @@ mod tests {
         assert!(
             MessagingAttributes::from_attributes(&attrs(&[("http.route", json!("/"))])).is_none()
         );
+    }
+
+    #[test]
+    fn a_messaging_value_that_is_not_utf8_is_left_out_and_the_rest_kept() {
+        let mut values: [Option<Cow<'_, [u8]>>; 7] = Default::default();
+        values[0] = Some(Cow::Borrowed(b"rabbitmq"));
+        values[3] = Some(Cow::Borrowed(&[b'm', 0xff]));
+        values[5] = Some(Cow::Borrowed("r\u{e9}".as_bytes()));
+        let m = MessagingAttributes::from_values(values).unwrap();
+        assert_eq!(m.system(), Some("rabbitmq"));
+        assert_eq!(m.message_id(), None);
+        assert_eq!(m.routing_key(), Some("r\u{e9}"));
     }
 
     #[test]

@@ -186,8 +186,16 @@ fn read_span<'a>(
     // The messaging key-values, as checked: read into the span's messaging
     // attributes without looking for them among its attributes again.
     let mut messaging: SmallVec<[KeyValueRef<'a>; 8]> = SmallVec::new();
+    // Where the attribute records lie, while they lie one after another
+    // (as every encoder writes them): copied as one run.
+    let mut run: Option<std::ops::Range<usize>> = None;
+    let mut one_run = true;
     let mut reader = Reader::new(bytes);
-    while let Some(field) = reader.field()? {
+    loop {
+        let at = bytes.len() - reader.remaining();
+        let Some(field) = reader.field()? else {
+            break;
+        };
         match field {
             (1, Wire::Len(id)) => raw.trace_id = id,
             (2, Wire::Len(id)) => raw.span_id = id,
@@ -202,6 +210,15 @@ fn read_span<'a>(
                     messaging.push(checked);
                 }
                 attributes.push(kv);
+                let end = bytes.len() - reader.remaining();
+                run = match run {
+                    None => Some(at..end),
+                    Some(r) if r.end == at => Some(r.start..end),
+                    Some(r) => {
+                        one_run = false;
+                        Some(r)
+                    }
+                };
             }
             (11, Wire::Len(event)) => raw.events.push(read_event(event)?),
             (13, Wire::Len(link)) => raw.links.push(read_link(link)?),
@@ -216,6 +233,10 @@ fn read_span<'a>(
         }
     }
     let messaging = MessagingAttributes::from_key_values(messaging);
+    let attributes = match run {
+        Some(run) if one_run => Attributes::from_checked_span_field(&bytes[run]),
+        _ => Attributes::from_checked_key_values(attributes),
+    };
     finish_span(raw, attributes, messaging, context, scope)
 }
 
@@ -223,7 +244,7 @@ fn read_span<'a>(
 /// Built whole, without a default first: an empty `Arc` is an allocation.
 fn finish_span(
     raw: RawSpan<'_>,
-    attributes: &[&[u8]],
+    attributes: Attributes,
     messaging: Option<MessagingAttributes>,
     context: &SpanContext,
     scope: &Arc<str>,
@@ -249,7 +270,6 @@ fn finish_span(
             attributes,
         });
     }
-    let attributes = Attributes::from_checked_key_values(attributes);
     let status = raw.status.unwrap_or_default();
     Ok(SpanObservation {
         observed_unix_us: context.observed,

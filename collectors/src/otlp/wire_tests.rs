@@ -294,6 +294,43 @@ fn unknown_fields_are_skipped_and_bad_text_is_refused() {
 }
 
 #[test]
+fn attributes_apart_from_one_another_read_as_prost_reads_them() {
+    let kv = |key: &str, value: &str| KeyValue {
+        key: key.into(),
+        value: Some(AnyValue {
+            value: Some(OtlpValue::StringValue(value.into())),
+        }),
+        ..Default::default()
+    };
+    let mut encoded = Span {
+        trace_id: vec![1; 16],
+        span_id: vec![2; 8],
+        attributes: vec![kv("a", "1"), kv("messaging.message.id", "m-1")],
+        ..Default::default()
+    }
+    .encode_to_vec();
+    // After other fields: the name, then more attributes, one given again.
+    prost::encoding::string::encode(5, &"late".to_owned(), &mut encoded);
+    for late in [kv("b", "2"), kv("a", "last")] {
+        prost::encoding::message::encode(9, &late, &mut encoded);
+    }
+    let request = wrap_span(&encoded);
+    assert_eq!(through_wire(&request), through_prost(&request));
+    let observations = spans_from_protobuf(&request, 0).unwrap();
+    let [flowscope_model::Observation::Span(span)] = observations.as_slice() else {
+        panic!("{observations:?}")
+    };
+    assert_eq!(
+        serde_json::to_value(&span.attributes).unwrap(),
+        serde_json::json!({"a": "last", "b": "2", "messaging.message.id": "m-1"})
+    );
+    assert_eq!(
+        span.messaging.as_ref().and_then(|m| m.message_id()),
+        Some("m-1")
+    );
+}
+
+#[test]
 fn deeply_nested_values_are_refused_not_overflowing_the_stack() {
     let mut value = AnyValue {
         value: Some(OtlpValue::IntValue(1)),
