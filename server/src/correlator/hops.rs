@@ -47,10 +47,12 @@ pub fn build(flow: &FlowState) -> Vec<Hop> {
             .collect();
         let mut hop = Hop {
             message_id: id,
-            event_type: producer
-                .attributes
-                .get("shop.event_type")
-                .and_then(|v| v.as_str().map(str::to_owned)),
+            event_type: producer.attributes.find("shop.event_type").and_then(|kv| {
+                // A string, read without making a JSON value when given once.
+                kv.borrowed_str()
+                    .map(str::to_owned)
+                    .or_else(|| kv.value(0).ok()?.as_str().map(str::to_owned))
+            }),
             producer: Some(producer.service.to_string()),
             exchange: m.destination().unwrap_or_default().to_owned(),
             routing_key: m.routing_key().unwrap_or_default().to_owned(),

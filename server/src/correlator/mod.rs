@@ -78,7 +78,9 @@ pub struct Correlator {
     index: HashMap<IdentKey, FlowId>,
     keys: IdentKeys,
     learner: ProcessMapLearner,
-    changed: BTreeSet<FlowId>,
+    /// Flows changed since the last take, each once (a flow is pushed as
+    /// it becomes `pending`; an id whose flow left since is passed over).
+    changed: Vec<FlowId>,
     /// When each live flow's status may next change with time alone
     /// (its `next_check_unix_us`), soonest first: the tick takes the due
     /// ones instead of looking at every live flow.
@@ -110,7 +112,7 @@ impl Correlator {
             index: HashMap::default(),
             keys: IdentKeys::default(),
             learner: ProcessMapLearner::default(),
-            changed: BTreeSet::new(),
+            changed: Vec::new(),
             due: BTreeSet::new(),
             order: BTreeSet::new(),
             tally: Tally::default(),
@@ -244,7 +246,7 @@ impl Correlator {
         flow.dirty = true;
         if !flow.pending {
             flow.pending = true;
-            self.changed.insert(target);
+            self.changed.push(target);
         }
         for ((key, trace), owner) in keyed.into_iter().zip(owners) {
             if owner == Some(target) {
@@ -292,7 +294,6 @@ impl Correlator {
                     *owner = target;
                 }
             }
-            self.changed.remove(id);
             self.removed.push(id.to_string());
             self.flows
                 .get_mut(&target)
@@ -336,7 +337,7 @@ impl Correlator {
             let (status, reason) = status::evaluate(flow, &flow.hops, &self.config, now_unix_us);
             if status != flow.status || reason != flow.reason {
                 flow.pending = true;
-                self.changed.insert(id);
+                self.changed.push(id);
             } else {
                 let next = status::next_change(flow, &flow.hops, &self.config, status, now_unix_us);
                 set_next_check(&mut self.due, flow, next);
@@ -367,7 +368,6 @@ impl Correlator {
                     }
                 }
             }
-            self.changed.remove(&id);
         }
     }
 
@@ -420,7 +420,9 @@ impl Correlator {
     /// judgement and freed, long idle, when the flow left). `None` for a
     /// flow no longer live.
     fn judge(&mut self, id: FlowId, now_unix_us: i64) -> Option<&FlowState> {
-        let flow = self.flows.get_mut(&id)?;
+        // Not live any more, or already judged (a flow let go and one of
+        // the same id made since: its id was pushed twice).
+        let flow = self.flows.get_mut(&id).filter(|f| f.pending)?;
         flow.pending = false;
         self.tally.add(id, flow.judged(), -1);
         let dirty = std::mem::take(&mut flow.dirty);

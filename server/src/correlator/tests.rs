@@ -183,3 +183,31 @@ fn judging_without_making_summaries_judges_the_same() {
     let stats = judged.tick_with_stats(later, 60 * SECOND);
     assert_eq!((stats.stuck, stats.finished, stats.failed), (0, 4, 0));
 }
+
+#[test]
+fn a_flow_let_go_and_seen_again_before_the_take_is_told_once() {
+    let mut c = Correlator::new(CorrelationConfig {
+        max_live_flows: 1,
+        ..Default::default()
+    })
+    .unwrap();
+    let t = 1_795_000_000 * SECOND;
+    c.ingest(span(1, 1, t));
+    c.ingest(span(2, 1, t + 1));
+    // Trace 1's flow, the least recently seen, goes; then comes back
+    // within the same second, so under the same id.
+    c.tick(t + 2);
+    assert_eq!(c.num_flows(), 1);
+    c.ingest(span(1, 2, t + 3));
+    c.tick(t + 4);
+    let again = c.flows.keys().next().copied().unwrap();
+    let changes = c.take_changes(t + 5);
+    let ids: Vec<&str> = changes.updated.iter().map(|f| &*f.summary.id).collect();
+    assert_eq!(
+        ids,
+        [again.to_string()],
+        "told once, and only the live flow"
+    );
+    assert_eq!(changes.updated[0].spans.len(), 1, "the flow as seen again");
+    assert!(c.take_changes(t + 6).updated.is_empty());
+}
