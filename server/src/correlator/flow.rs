@@ -71,8 +71,10 @@ pub struct FlowState {
     pub num_dropped: u64,
     /// Waiting in the correlator's changed set for the next judgement.
     pub pending: bool,
-    /// Holds observations its hops and summary were not built from: the
-    /// next judgement rebuilds them (a judgement for time alone does not).
+    /// Holds observations that may change its hops (messages, spans about
+    /// a message) and that they were not built from: the next judgement
+    /// rebuilds them (a judgement for time alone, or after spans about no
+    /// message, does not).
     pub dirty: bool,
     /// Where it stands in the correlator's eviction order: not finished,
     /// and last seen, as of its last judgement (or creation).

@@ -56,6 +56,8 @@ impl Default for IdentKeys {
 /// Identifiers up to this long (kind, rule name and text) are hashed from
 /// a buffer on the stack; longer ones are streamed.
 const INLINE_KEY_BYTES: usize = 256;
+/// Most identifiers (a trace, a message id, an order key) fit in this.
+const SHORT_KEY_BYTES: usize = 64;
 
 impl IdentKeys {
     /// The key of one identifier.
@@ -70,13 +72,11 @@ impl IdentKeys {
         };
         let name_len = (name.len() as u32).to_le_bytes();
         let len = 1 + name_len.len() + name.len() + text.len();
-        if len <= INLINE_KEY_BYTES {
-            let mut buf = [0u8; INLINE_KEY_BYTES];
-            buf[0] = kind;
-            buf[1..5].copy_from_slice(&name_len);
-            buf[5..5 + name.len()].copy_from_slice(name.as_bytes());
-            buf[5 + name.len()..len].copy_from_slice(text);
-            IdentKey(xxh3_128_with_seed(&buf[..len], self.seed))
+        if len <= SHORT_KEY_BYTES {
+            // Most: a buffer that takes two stores to clear, not eight.
+            IdentKey(self.hash_on_stack::<SHORT_KEY_BYTES>(kind, name, text))
+        } else if len <= INLINE_KEY_BYTES {
+            IdentKey(self.hash_on_stack::<INLINE_KEY_BYTES>(kind, name, text))
         } else {
             let mut h = Xxh3::with_seed(self.seed);
             h.update(&[kind]);
@@ -85,6 +85,21 @@ impl IdentKeys {
             h.update(text);
             IdentKey(h.digest128())
         }
+    }
+}
+
+impl IdentKeys {
+    /// Hashes kind, name length, name and text laid out in an `N`-byte
+    /// buffer (they fit).
+    #[inline]
+    fn hash_on_stack<const N: usize>(&self, kind: u8, name: &str, text: &[u8]) -> u128 {
+        let len = 5 + name.len() + text.len();
+        let mut buf = [0u8; N];
+        buf[0] = kind;
+        buf[1..5].copy_from_slice(&(name.len() as u32).to_le_bytes());
+        buf[5..5 + name.len()].copy_from_slice(name.as_bytes());
+        buf[5 + name.len()..len].copy_from_slice(text);
+        xxh3_128_with_seed(&buf[..len], self.seed)
     }
 }
 
@@ -215,4 +230,40 @@ pub fn of_span<'a>(span: &'a SpanObservation, rules: &'a [(KeyRule, KeySource)])
         ids.push(IdentRef::Key(name, value));
     }
     ids
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_key_hashes_the_same_bytes_however_long_the_identifier() {
+        let keys = IdentKeys::default();
+        for len in [0, 1, 50, 55, 56, 59, 60, 100, 246, 251, 252, 300] {
+            let text = "x".repeat(len);
+            for ident in [
+                IdentRef::Message(Cow::Borrowed(&text)),
+                IdentRef::Key("shop.order_id", Cow::Borrowed(&text)),
+            ] {
+                let (kind, name) = match &ident {
+                    IdentRef::Key(name, _) => (3u8, *name),
+                    _ => (1, ""),
+                };
+                let mut bytes = vec![kind];
+                bytes.extend_from_slice(&(name.len() as u32).to_le_bytes());
+                bytes.extend_from_slice(name.as_bytes());
+                bytes.extend_from_slice(text.as_bytes());
+                assert_eq!(
+                    keys.key(&ident),
+                    IdentKey(xxh3_128_with_seed(&bytes, keys.seed)),
+                    "{len}"
+                );
+            }
+        }
+        let a = |i: IdentRef<'_>| keys.key(&i);
+        assert_ne!(
+            a(IdentRef::Message(Cow::Borrowed("a"))),
+            a(IdentRef::Correlation(Cow::Borrowed("a")))
+        );
+    }
 }

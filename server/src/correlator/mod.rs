@@ -152,6 +152,15 @@ impl Correlator {
                     flow.key = key_of(&ids);
                 }
                 drop(ids);
+                // Hops are made of messages and of spans about one (by its
+                // id); any other span changes none.
+                if span
+                    .messaging
+                    .as_ref()
+                    .is_some_and(|m| m.message_id().is_some())
+                {
+                    flow.dirty = true;
+                }
                 flow.touch(span.end_unix_us);
                 if flow.spans.len() < MAX_SPANS_PER_FLOW {
                     if flow.spans.capacity() == 0 {
@@ -180,6 +189,7 @@ impl Correlator {
             flow.key = key_of(&ids);
         }
         drop(ids);
+        flow.dirty = true;
         flow.touch(msg.observed_unix_us);
         if !flow.messages.contains_key(&message_id) && flow.messages.len() >= MAX_MESSAGES_PER_FLOW
         {
@@ -243,7 +253,6 @@ impl Correlator {
             _ => self.merge(&found),
         };
         let flow = self.flows.get_mut(&target).expect("target flow exists");
-        flow.dirty = true;
         if !flow.pending {
             flow.pending = true;
             self.changed.push(target);

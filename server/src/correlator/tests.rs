@@ -3,7 +3,9 @@
 
 use std::sync::Arc;
 
-use flowscope_model::{Observation, SpanId, SpanObservation, TraceId};
+use flowscope_model::{
+    MessagingAttributes, MessagingFields, Observation, SpanId, SpanKind, SpanObservation, TraceId,
+};
 
 use super::Correlator;
 use super::config::CorrelationConfig;
@@ -16,6 +18,23 @@ fn span(trace: u8, n: u8, at: i64) -> Observation {
         span_id: SpanId([n.max(1); 8]),
         start_unix_us: at,
         end_unix_us: at + 1_000,
+        ..Default::default()
+    }))
+}
+
+/// A producer span about message `m{trace}-{n}`.
+fn message_span(trace: u8, n: u8, at: i64) -> Observation {
+    let id = format!("m{trace}-{n}");
+    Observation::Span(Arc::new(SpanObservation {
+        trace_id: TraceId([trace; 16]),
+        span_id: SpanId([n.max(1); 8]),
+        kind: SpanKind::Producer,
+        start_unix_us: at,
+        end_unix_us: at + 1_000,
+        messaging: MessagingAttributes::new(MessagingFields {
+            message_id: Some(&id),
+            ..Default::default()
+        }),
         ..Default::default()
     }))
 }
@@ -115,7 +134,7 @@ fn a_judgement_for_time_alone_keeps_the_hops_and_tells_the_same_summary() {
     let t = 1_795_000_000 * SECOND;
     for i in 1..=5u8 {
         for n in 1..=3u8 {
-            c.ingest(span(i, n, t + i64::from(n) * 1_000));
+            c.ingest(message_span(i, n, t + i64::from(n) * 1_000));
         }
     }
     c.take_summaries(t + SECOND);
@@ -137,14 +156,28 @@ fn a_judgement_for_time_alone_keeps_the_hops_and_tells_the_same_summary() {
     c.learn_new_hops(|_, _| learned += 1);
     assert_eq!(learned, 0, "time alone changes no hops");
 
-    // A new span makes the flow's hops and summary new again.
+    // A span about no message changes the summary, not the hops.
     c.ingest(span(1, 4, later + SECOND));
     let changed = c.take_summaries(later + SECOND);
     assert_eq!(changed.updated.len(), 1);
     assert_eq!(changed.updated[0].num_spans, 4);
+    assert_eq!(changed.updated[0].num_hops, 3);
+    let mut learned = 0;
+    c.learn_new_hops(|_, _| learned += 1);
+    assert_eq!(learned, 0, "a span about no message changes no hops");
+    let rebuilt = c.flow(&changed.updated[0].id).expect("live").summary;
+    assert_eq!(changed.updated[0], rebuilt);
+
+    // A span about a message makes the flow's hops new again.
+    c.ingest(message_span(1, 5, later + 2 * SECOND));
+    let changed = c.take_summaries(later + 2 * SECOND);
+    assert_eq!(changed.updated.len(), 1);
+    assert_eq!(changed.updated[0].num_hops, 4);
     let mut learned = 0;
     c.learn_new_hops(|_, _| learned += 1);
     assert_eq!(learned, 1);
+    let rebuilt = c.flow(&changed.updated[0].id).expect("live").summary;
+    assert_eq!(changed.updated[0], rebuilt);
 }
 
 #[test]
