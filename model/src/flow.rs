@@ -8,6 +8,7 @@
 
 use std::sync::Arc;
 
+use compact_str::CompactString;
 use serde::{Deserialize, Serialize};
 
 use crate::{BrokerMessage, Death, SpanObservation};
@@ -97,18 +98,18 @@ pub struct FlowSummary {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Hop {
     /// The message's id (or its fingerprint when it has none).
-    pub message_id: String,
+    pub message_id: CompactString,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub event_type: Option<String>,
+    pub event_type: Option<CompactString>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub producer: Option<String>,
-    pub exchange: String,
-    pub routing_key: String,
+    pub producer: Option<CompactString>,
+    pub exchange: CompactString,
+    pub routing_key: CompactString,
     /// The queue of this leg (a message routed to two queues is two hops).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub queue: Option<String>,
+    pub queue: Option<CompactString>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub consumer: Option<String>,
+    pub consumer: Option<CompactString>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub published_unix_us: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -21,8 +21,9 @@ pub const MAX_ROWS: usize = 80;
 pub fn lanes(hops: &[Hop]) -> Vec<String> {
     let mut lanes: Vec<String> = Vec::new();
     for hop in ordered(hops) {
-        let producer = hop.producer.clone().unwrap_or_else(|| "unknown".into());
-        for service in [Some(producer), hop.consumer.clone()].into_iter().flatten() {
+        let producer = hop.producer.as_deref().unwrap_or("unknown").to_owned();
+        let consumer = hop.consumer.as_deref().map(str::to_owned);
+        for service in [Some(producer), consumer].into_iter().flatten() {
             if !lanes.contains(&service) {
                 lanes.push(service);
             }
@@ -327,7 +328,7 @@ mod tests {
             event_type: Some(event.into()),
             producer: Some(producer.into()),
             consumer: consumer.map(Into::into),
-            queue: Some(format!("{}.orders", consumer.unwrap_or("x"))),
+            queue: Some(format!("{}.orders", consumer.unwrap_or("x")).into()),
             published_unix_us: Some(at),
             delivered_unix_us: consumer.map(|_| at + 1_000),
             processed_unix_us: consumer.map(|_| at + 3_000),

@@ -117,6 +117,7 @@ pub async fn dead_letters(
                 .into_iter()
                 .find(|h| h.queue.as_deref() == Some(source.as_str()))?
                 .consumer
+                .map(String::from)
         };
         let failing = consumers_of(&source)
             .or_else(from_flow)

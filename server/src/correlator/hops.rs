@@ -2,6 +2,7 @@
 
 use std::collections::BTreeSet;
 
+use compact_str::CompactString;
 use flowscope_model::{Hop, SpanKind, SpanObservation};
 
 use super::flow::{FlowState, MessageRecord};
@@ -35,7 +36,7 @@ pub fn build(flow: &FlowState) -> Vec<Hop> {
     span_only.sort_by_key(|s| s.start_unix_us);
     for producer in span_only {
         let m = producer.messaging.as_ref().expect("filtered on messaging");
-        let id = m.message_id().unwrap_or_default().to_owned();
+        let id = CompactString::from(m.message_id().unwrap_or_default());
         let consumers: Vec<&SpanObservation> = flow
             .spans
             .iter()
@@ -50,12 +51,12 @@ pub fn build(flow: &FlowState) -> Vec<Hop> {
             event_type: producer.attributes.find("shop.event_type").and_then(|kv| {
                 // A string, read without making a JSON value when given once.
                 kv.borrowed_str()
-                    .map(str::to_owned)
-                    .or_else(|| kv.value(0).ok()?.as_str().map(str::to_owned))
+                    .map(CompactString::from)
+                    .or_else(|| kv.value(0).ok()?.as_str().map(CompactString::from))
             }),
-            producer: Some(producer.service.to_string()),
-            exchange: m.destination().unwrap_or_default().to_owned(),
-            routing_key: m.routing_key().unwrap_or_default().to_owned(),
+            producer: Some(CompactString::from(&*producer.service)),
+            exchange: m.destination().unwrap_or_default().into(),
+            routing_key: m.routing_key().unwrap_or_default().into(),
             published_unix_us: Some(producer.end_unix_us),
             ..Default::default()
         };
@@ -63,8 +64,8 @@ pub fn build(flow: &FlowState) -> Vec<Hop> {
             hop.queue = first
                 .messaging
                 .as_ref()
-                .and_then(|c| c.queue().map(str::to_owned));
-            hop.consumer = Some(first.service.to_string());
+                .and_then(|c| c.queue().map(CompactString::from));
+            hop.consumer = Some(CompactString::from(&*first.service));
             hop.delivered_unix_us = Some(first.start_unix_us);
         }
         apply_processing(&mut hop, &consumers);
@@ -103,15 +104,19 @@ fn hops_of_message(id: &str, record: &MessageRecord, spans: &[&SpanObservation])
                 .is_some_and(|p| p.routed_queues.iter().flatten().any(|r| r == q))
     });
     let base = Hop {
-        message_id: id.to_owned(),
-        event_type: msg.properties.kind.clone(),
+        message_id: id.into(),
+        event_type: msg.properties.kind.as_deref().map(CompactString::from),
         producer: record
             .publish
             .as_ref()
-            .and_then(|p| p.service.clone())
-            .or_else(|| msg.properties.app_id.clone()),
-        exchange: msg.exchange.clone(),
-        routing_key: msg.routing_keys.first().cloned().unwrap_or_default(),
+            .and_then(|p| p.service.as_deref())
+            .or(msg.properties.app_id.as_deref())
+            .map(CompactString::from),
+        exchange: msg.exchange.as_str().into(),
+        routing_key: msg
+            .routing_keys
+            .first()
+            .map_or_else(CompactString::default, |k| k.as_str().into()),
         published_unix_us: record.published_unix_us(),
         ..Default::default()
     };
@@ -134,7 +139,7 @@ fn hops_of_message(id: &str, record: &MessageRecord, spans: &[&SpanObservation])
                 .collect();
             if let Some(first) = deliveries.iter().min_by_key(|d| d.observed_unix_us) {
                 hop.delivered_unix_us = Some(first.observed_unix_us);
-                hop.consumer = first.service.clone();
+                hop.consumer = first.service.as_deref().map(CompactString::from);
             }
             hop.redeliveries = deliveries.len().saturating_sub(1) as u32;
             hop.dead_lettered = record
@@ -161,12 +166,14 @@ fn hops_of_message(id: &str, record: &MessageRecord, spans: &[&SpanObservation])
                 })
                 .collect();
             if hop.consumer.is_none() {
-                hop.consumer = consumer_spans.first().map(|s| s.service.to_string());
+                hop.consumer = consumer_spans
+                    .first()
+                    .map(|s| CompactString::from(&*s.service));
             }
             if hop.delivered_unix_us.is_none() {
                 hop.delivered_unix_us = consumer_spans.iter().map(|s| s.start_unix_us).min();
             }
-            hop.queue = Some(queue);
+            hop.queue = Some(queue.into());
             apply_processing(&mut hop, &consumer_spans);
             hop
         })

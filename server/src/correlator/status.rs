@@ -193,8 +193,12 @@ fn secs(s: u64) -> i64 {
 fn reason_at(index: usize, hop: &Hop, message: String) -> FlowReason {
     FlowReason {
         hop: Some(index),
-        queue: hop.queue.clone(),
-        service: hop.consumer.clone().or_else(|| hop.producer.clone()),
+        queue: hop.queue.as_deref().map(str::to_owned),
+        service: hop
+            .consumer
+            .as_deref()
+            .or(hop.producer.as_deref())
+            .map(str::to_owned),
         message,
     }
 }

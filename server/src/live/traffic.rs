@@ -61,7 +61,7 @@ impl Traffic {
             };
             let entry = self
                 .latency
-                .entry((vhost.to_owned(), queue.clone()))
+                .entry((vhost.to_owned(), queue.to_string()))
                 .or_insert((wait as f64, hop.processing_us.unwrap_or(0) as f64));
             entry.0 += EWMA_ALPHA * (wait as f64 - entry.0);
             if let Some(processing) = hop.processing_us {

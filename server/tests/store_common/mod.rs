@@ -216,11 +216,11 @@ pub fn hop(
     t: i64,
 ) -> Hop {
     Hop {
-        message_id: message_id(n, leg),
+        message_id: message_id(n, leg).into(),
         event_type: Some(event.into()),
         producer: Some(producer.into()),
         exchange: "shop.events".into(),
-        routing_key: event.to_lowercase(),
+        routing_key: event.to_lowercase().into(),
         queue: Some(queue.into()),
         consumer: Some(consumer.into()),
         published_unix_us: Some(t),
