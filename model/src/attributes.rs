@@ -85,6 +85,15 @@ impl Attributes {
     fn records(&self) -> impl Iterator<Item = &[u8]> {
         let mut records = Reader::new(&self.encoded);
         std::iter::from_fn(move || {
+            // The usual record (field 1 or 9, shorter than 128 bytes) read
+            // in place; any other through the reader.
+            if let [0x0a | 0x4a, len, rest @ ..] = records.rest()
+                && *len < 0x80
+                && let Some((kv, after)) = rest.split_at_checked(usize::from(*len))
+            {
+                records = Reader::new(after);
+                return Some(kv);
+            }
             loop {
                 match records.field() {
                     Ok(Some((1 | SPAN_ATTRIBUTES_FIELD, Wire::Len(kv)))) => return Some(kv),
@@ -238,6 +247,28 @@ mod tests {
         for not_text in ["empty", "flag", "list", "missing"] {
             assert_eq!(a.text(not_text), None, "{not_text}");
         }
+    }
+
+    #[test]
+    fn records_long_and_short_of_either_field_are_all_read_in_order() {
+        let long = "x".repeat(300);
+        let a = attrs(&[
+            ("a", json!(1)),
+            ("long", json!(long)),
+            ("b", json!("short")),
+        ]);
+        let keys: Vec<&str> = a.iter().map(|kv| kv.key).collect();
+        assert_eq!(keys, ["a", "long", "b"]);
+        assert_eq!(a.get("long"), Some(json!(long)));
+        assert_eq!(a.get("b"), Some(json!("short")));
+        // The same records as a span's field 9.
+        let mut span_field = Vec::new();
+        for kv in a.records() {
+            protobuf::put_len(&mut span_field, SPAN_ATTRIBUTES_FIELD, kv);
+        }
+        let b = Attributes::from_checked_span_field(&span_field);
+        assert_eq!(b.to_map(), a.to_map());
+        assert_eq!(b.get("long"), Some(json!(long)));
     }
 
     #[test]

@@ -63,6 +63,12 @@ impl<'a> Reader<'a> {
         self.bytes.len()
     }
 
+    /// The bytes not read yet.
+    #[inline]
+    pub fn rest(&self) -> &'a [u8] {
+        self.bytes
+    }
+
     /// The next field, `None` at the end of the message.
     #[inline]
     pub fn field(&mut self) -> Result<Option<(u32, Wire<'a>)>> {
