@@ -9,8 +9,13 @@
 //! and when it is let go. Measured (docs/benchmarks.md, OTLP, sixth
 //! sitting): CPU per span −40 to −50 % at 10k spans/s.
 //!
-//! Ten seconds keeps the live set in huge pages under load (freed memory is
-//! reused well within it) and still hands memory back after a burst.
+//! A minute keeps the live set in huge pages under steady load and still
+//! hands memory back after a burst. Ten seconds was not enough at 10k
+//! spans/s of tiny spans with the live set full: freed pages waited longer
+//! than that to be reused, were handed back and faulted in again, ~35 page
+//! faults a second (zeroing 2 MiB each) against ~3 with a minute, for
+//! 4.54 against 4.09 CPU s per million spans over 100 s (docs/benchmarks.md,
+//! eighth sitting), at ~15 MiB more resident.
 
 use std::ffi::OsString;
 use std::os::unix::process::CommandExt as _;
@@ -18,7 +23,7 @@ use std::os::unix::process::CommandExt as _;
 /// The setting, as mimalloc reads it from the environment.
 pub const PURGE_DELAY_VAR: &str = "MIMALLOC_PURGE_DELAY";
 /// Milliseconds freed memory is kept before it goes back to the OS.
-pub const PURGE_DELAY_MS: &str = "10000";
+pub const PURGE_DELAY_MS: &str = "60000";
 
 /// Makes sure the process runs with the purge delay set: mimalloc reads it
 /// from the environment, and the environment cannot be changed safely once
