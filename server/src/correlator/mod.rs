@@ -78,8 +78,9 @@ pub struct Correlator {
     index: HashMap<IdentKey, FlowId>,
     keys: IdentKeys,
     learner: ProcessMapLearner,
-    /// Flows changed since the last take, each once (a flow is pushed as
-    /// it becomes `pending`; an id whose flow left since is passed over).
+    /// Flows changed since the last take, pushed as each becomes `pending`;
+    /// at the take, an id whose flow left or was judged already is passed
+    /// over.
     changed: Vec<FlowId>,
     /// When each live flow's status may next change with time alone
     /// (its `next_check_unix_us`), soonest first: the tick takes the due
