@@ -308,17 +308,8 @@ pub fn split_key_value(bytes: &[u8]) -> Result<KeyValueRef<'_>> {
 /// attributes that were checked when they arrived).
 #[inline]
 pub fn raw_key(bytes: &[u8]) -> &[u8] {
-    // The usual layout (a short key, then at most one short value) is read
-    // in place; anything else field by field.
-    if let [0x0a, len, rest @ ..] = bytes
-        && let Some((key, after)) = rest.split_at_checked(usize::from(*len))
-        && *len < 0x80
-        && match after {
-            [] => true,
-            [0x12, len, value @ ..] => *len < 0x80 && value.len() == usize::from(*len),
-            _ => false,
-        }
-    {
+    // The usual layout is read in place; anything else field by field.
+    if let Some((key, _)) = usual_layout(bytes) {
         return key;
     }
     let mut key: &[u8] = &[];
@@ -329,6 +320,26 @@ pub fn raw_key(bytes: &[u8]) -> &[u8] {
         }
     }
     key
+}
+
+/// A `KeyValue` laid out as usual — a short key, then at most one short
+/// value — as its key and value bytes; `None` for any other layout.
+#[inline]
+fn usual_layout(bytes: &[u8]) -> Option<(&[u8], Option<&[u8]>)> {
+    let [0x0a, key_len, rest @ ..] = bytes else {
+        return None;
+    };
+    if *key_len >= 0x80 {
+        return None;
+    }
+    let (key, after) = rest.split_at_checked(usize::from(*key_len))?;
+    match after {
+        [] => Some((key, None)),
+        [0x12, len, value @ ..] if *len < 0x80 && value.len() == usize::from(*len) => {
+            Some((key, Some(value)))
+        }
+        _ => None,
+    }
 }
 
 /// One `KeyValue` into a map (a repeated key: the last one wins).
@@ -406,16 +417,9 @@ pub fn check_key_value(bytes: &[u8], depth: u32) -> Result<KeyValueRef<'_>> {
 /// the error).
 #[inline]
 fn simple_key_value(bytes: &[u8]) -> Option<KeyValueRef<'_>> {
-    let [0x0a, key_len, rest @ ..] = bytes else {
+    let (key, Some(value)) = usual_layout(bytes)? else {
         return None;
     };
-    let (key, rest) = rest.split_at_checked(usize::from(*key_len))?;
-    let [0x12, value_len, value @ ..] = rest else {
-        return None;
-    };
-    if *key_len >= 0x80 || *value_len >= 0x80 || value.len() != usize::from(*value_len) {
-        return None;
-    }
     let checks = match value {
         [0x0a, len, text @ ..] => {
             *len < 0x80
