@@ -136,7 +136,7 @@ impl Attributes {
     /// All of them as a map.
     pub fn to_map(&self) -> BTreeMap<String, Value> {
         self.iter()
-            .map(|kv| (kv.key.to_owned(), kv.value(0).unwrap_or(Value::Null)))
+            .map(|kv| (kv.key().to_owned(), kv.value(0).unwrap_or(Value::Null)))
             .collect()
     }
 }
@@ -189,7 +189,7 @@ impl Serialize for Attributes {
             let Ok(kv) = protobuf::split_key_value(record) else {
                 continue;
             };
-            map.serialize_entry(kv.key, &protobuf::JsonValue(kv))?;
+            map.serialize_entry(kv.key(), &protobuf::JsonValue(kv))?;
         }
         map.end()
     }
@@ -257,7 +257,7 @@ mod tests {
             ("long", json!(long)),
             ("b", json!("short")),
         ]);
-        let keys: Vec<&str> = a.iter().map(|kv| kv.key).collect();
+        let keys: Vec<&str> = a.iter().map(|kv| kv.key()).collect();
         assert_eq!(keys, ["a", "long", "b"]);
         assert_eq!(a.get("long"), Some(json!(long)));
         assert_eq!(a.get("b"), Some(json!("short")));

@@ -143,8 +143,10 @@ pub fn utf8<'a>(bytes: &'a [u8], what: &str) -> Result<&'a str> {
 /// A `KeyValue`, its key read, its value not yet.
 #[derive(Debug, Clone, Copy)]
 pub struct KeyValueRef<'a> {
-    /// The key (the last one given).
-    pub key: &'a str,
+    /// The key (the last one given), checked as UTF-8 ([`KeyValueRef::key`]):
+    /// kept as bytes so that the usual ASCII key is checked word by word
+    /// with its value, not by a call of its own.
+    key: &'a [u8],
     /// The whole message, for a value given in several parts.
     bytes: &'a [u8],
     /// The value's bytes, when given once; `None` when absent.
@@ -182,6 +184,17 @@ impl KeyValueRef<'_> {
 }
 
 impl<'a> KeyValueRef<'a> {
+    /// The key.
+    pub fn key(&self) -> &'a str {
+        // Checked when read: every way of making one does.
+        std::str::from_utf8(self.key).unwrap_or_default()
+    }
+
+    /// The key's bytes: for comparing, without the check [`KeyValueRef::key`] makes.
+    pub fn key_bytes(&self) -> &'a [u8] {
+        self.key
+    }
+
     /// The value when it is a string given once, borrowed: ids and names
     /// read without a copy. `None` for any other value (read
     /// [`KeyValueRef::text`] then).
@@ -284,7 +297,7 @@ impl serde::Serialize for AnyValueJson<'_> {
 #[inline]
 pub fn split_key_value(bytes: &[u8]) -> Result<KeyValueRef<'_>> {
     let mut kv = KeyValueRef {
-        key: "",
+        key: &[],
         bytes,
         value: None,
         merged: false,
@@ -292,7 +305,10 @@ pub fn split_key_value(bytes: &[u8]) -> Result<KeyValueRef<'_>> {
     let mut reader = Reader::new(bytes);
     while let Some(field) = reader.field()? {
         match field {
-            (1, Wire::Len(k)) => kv.key = utf8(k, "attribute key")?,
+            (1, Wire::Len(k)) => {
+                utf8(k, "attribute key")?;
+                kv.key = k;
+            }
             (2, Wire::Len(v)) => {
                 kv.merged = kv.value.is_some();
                 kv.value = Some(v);
@@ -345,7 +361,7 @@ fn usual_layout(bytes: &[u8]) -> Option<(&[u8], Option<&[u8]>)> {
 /// One `KeyValue` into a map (a repeated key: the last one wins).
 pub fn read_key_value(bytes: &[u8], map: &mut BTreeMap<String, Value>, depth: u32) -> Result<()> {
     let kv = split_key_value(bytes)?;
-    map.insert(kv.key.to_owned(), kv.value(depth)?);
+    map.insert(kv.key().to_owned(), kv.value(depth)?);
     Ok(())
 }
 
@@ -420,30 +436,34 @@ fn simple_key_value(bytes: &[u8]) -> Option<KeyValueRef<'_>> {
     let (key, Some(value)) = usual_layout(bytes)? else {
         return None;
     };
-    let checks = match value {
-        [0x0a, len, text @ ..] => {
-            *len < 0x80
-                && text.len() == usize::from(*len)
-                && (text.is_ascii() || std::str::from_utf8(text).is_ok())
-        }
-        // A varint: every byte but the last has its top bit set; ten
-        // bytes at most, the tenth 0 or 1.
-        [0x10 | 0x18, int @ ..] => match int.split_last() {
-            Some((last, head)) => {
-                *last < 0x80
-                    && head.iter().all(|b| *b >= 0x80)
-                    && (int.len() < 10 || (int.len() == 10 && *last <= 1))
+    // All ASCII (as most are): the key and a string value are valid
+    // UTF-8, checked in one pass over the record.
+    let ascii = bytes.is_ascii();
+    let checks = (ascii || key.is_ascii() || std::str::from_utf8(key).is_ok())
+        && match value {
+            [0x0a, len, text @ ..] => {
+                *len < 0x80
+                    && text.len() == usize::from(*len)
+                    && (ascii || std::str::from_utf8(text).is_ok())
             }
-            None => false,
-        },
-        [0x21, double @ ..] => double.len() == 8,
-        _ => false,
-    };
+            // A varint: every byte but the last has its top bit set; ten
+            // bytes at most, the tenth 0 or 1.
+            [0x10 | 0x18, int @ ..] => match int.split_last() {
+                Some((last, head)) => {
+                    *last < 0x80
+                        && head.iter().all(|b| *b >= 0x80)
+                        && (int.len() < 10 || (int.len() == 10 && *last <= 1))
+                }
+                None => false,
+            },
+            [0x21, double @ ..] => double.len() == 8,
+            _ => false,
+        };
     if !checks {
         return None;
     }
     Some(KeyValueRef {
-        key: std::str::from_utf8(key).ok()?,
+        key,
         bytes,
         value: Some(value),
         merged: false,

@@ -236,22 +236,22 @@ struct OwnedMessagingFields {
 /// Where each messaging attribute is read from, newest convention first:
 /// a key's field (in [`MessagingFields`] order) and rank. A `match`, so a
 /// key is compared with the names of its length only.
-fn messaging_key(key: &str) -> Option<(usize, usize)> {
+fn messaging_key(key: &[u8]) -> Option<(usize, usize)> {
     Some(match key {
-        "messaging.system" => (0, 0),
-        "messaging.operation.type" => (1, 0),
-        "messaging.operation" => (1, 1),
-        "messaging.destination.name" => (2, 0),
-        "messaging.destination" => (2, 1),
-        "messaging.message.id" => (3, 0),
-        "messaging.message_id" => (3, 1),
-        "messaging.message.conversation_id" => (4, 0),
-        "messaging.conversation_id" => (4, 1),
-        "messaging.rabbitmq.destination.routing_key" => (5, 0),
-        "messaging.rabbitmq.routing_key" => (5, 1),
-        "messaging.destination.subscription.name" => (6, 0),
-        "messaging.consumer.group.name" => (6, 1),
-        "messaging.rabbitmq.queue" => (6, 2),
+        b"messaging.system" => (0, 0),
+        b"messaging.operation.type" => (1, 0),
+        b"messaging.operation" => (1, 1),
+        b"messaging.destination.name" => (2, 0),
+        b"messaging.destination" => (2, 1),
+        b"messaging.message.id" => (3, 0),
+        b"messaging.message_id" => (3, 1),
+        b"messaging.message.conversation_id" => (4, 0),
+        b"messaging.conversation_id" => (4, 1),
+        b"messaging.rabbitmq.destination.routing_key" => (5, 0),
+        b"messaging.rabbitmq.routing_key" => (5, 1),
+        b"messaging.destination.subscription.name" => (6, 0),
+        b"messaging.consumer.group.name" => (6, 1),
+        b"messaging.rabbitmq.queue" => (6, 2),
         _ => return None,
     })
 }
@@ -374,7 +374,7 @@ impl MessagingAttributes {
         let mut found = [[None; 3]; 7];
         let mut any = false;
         for kv in key_values {
-            if let Some((field, rank)) = messaging_key(kv.key) {
+            if let Some((field, rank)) = messaging_key(kv.key_bytes()) {
                 found[field][rank] = Some(kv);
                 any = true;
             }

@@ -130,32 +130,37 @@ async fn one_order_of_the_demo_shop_is_seen_by_broker_and_spans_under_one_trace_
     }
 
     // Spans of every service in that trace, producer and consumer kinds among them.
-    let services = eventually(WAIT, "spans of all five services", || {
-        let found: Vec<(String, SpanKind)> = spans
-            .all()
-            .iter()
-            .filter_map(|o| match o {
-                Observation::Span(s) if s.trace_id == trace_id => {
-                    Some((s.service.to_string(), s.kind))
-                }
-                _ => None,
-            })
-            .collect();
-        async move {
-            let names: HashSet<&str> = found.iter().map(|(s, _)| s.as_str()).collect();
-            Ok((names.len() == 5).then_some(found))
-        }
-    })
+    let services = eventually(
+        WAIT,
+        "spans of all five services, order producing and payment consuming",
+        || {
+            let found: Vec<(String, SpanKind)> = spans
+                .all()
+                .iter()
+                .filter_map(|o| match o {
+                    Observation::Span(s) if s.trace_id == trace_id => {
+                        Some((s.service.to_string(), s.kind))
+                    }
+                    _ => None,
+                })
+                .collect();
+            async move {
+                // A service's spans are exported as each ends: its consumer
+                // span (the parent) after the producer span inside it.
+                let names: HashSet<&str> = found.iter().map(|(s, _)| s.as_str()).collect();
+                let has = |service: &str, kind: SpanKind| {
+                    found.iter().any(|(s, k)| s == service && *k == kind)
+                };
+                let kinds = has("order", SpanKind::Producer) && has("payment", SpanKind::Consumer);
+                Ok((names.len() == 5 && kinds).then_some(found))
+            }
+        },
+    )
     .await;
-    assert!(
-        services
-            .iter()
-            .any(|(s, k)| s == "order" && *k == SpanKind::Producer)
-    );
-    assert!(
-        services
-            .iter()
-            .any(|(s, k)| s == "payment" && *k == SpanKind::Consumer)
+    let names: HashSet<&str> = services.iter().map(|(s, _)| s.as_str()).collect();
+    assert_eq!(
+        names,
+        HashSet::from(["order", "payment", "inventory", "shipping", "notification"])
     );
     stop.cancel();
 }

@@ -206,7 +206,7 @@ fn read_span<'a>(
             (8, Wire::Fixed64(t)) => raw.end = t,
             (9, Wire::Len(kv)) => {
                 let checked = check_key_value(kv, 0)?;
-                if checked.key.starts_with("messaging.") {
+                if checked.key_bytes().starts_with(b"messaging.") {
                     messaging.push(checked);
                 }
                 attributes.push(kv);

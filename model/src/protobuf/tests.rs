@@ -95,6 +95,15 @@ fn usual_key_values_check_as_they_do_field_by_field() {
     encodings.push(wrap_value(&[0x10, 1]));
     encodings.push(wrap_value(&[0x0a, 2, b'a', 0xff]));
     encodings.push(wrap_value(&[0x21, 0, 0, 0]));
+    // Keys not ASCII: valid, and not UTF-8, before a string and an int.
+    for value in [json!("v"), json!(7)] {
+        encodings.push(encode_key_value("ключ", &value));
+        let mut bad_key = Vec::new();
+        put_len(&mut bad_key, 1, &[b'k', 0xff]);
+        let value = encode_key_value("k", &value);
+        bad_key.extend_from_slice(&value[3..]);
+        encodings.push(bad_key);
+    }
     // Every cut of each.
     let cuts: Vec<Vec<u8>> = encodings
         .iter()
@@ -109,8 +118,8 @@ fn usual_key_values_check_as_they_do_field_by_field() {
         match (usual, field_by_field) {
             (Ok(a), Ok(b)) => {
                 assert_eq!(
-                    (a.key, a.value, a.merged, a.bytes),
-                    (b.key, b.value, b.merged, b.bytes),
+                    (a.key(), a.value, a.merged, a.bytes),
+                    (b.key(), b.value, b.merged, b.bytes),
                     "{bytes:?}"
                 );
             }
@@ -153,7 +162,7 @@ fn raw_key_is_the_last_key_given_in_any_layout() {
         ("unknown field", &unknown_field),
     ] {
         assert_eq!(raw_key(bytes), b"k", "{what}");
-        assert_eq!(split_key_value(bytes).unwrap().key, "k", "{what}");
+        assert_eq!(split_key_value(bytes).unwrap().key(), "k", "{what}");
     }
 }
 
