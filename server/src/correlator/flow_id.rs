@@ -67,6 +67,12 @@ impl FlowId {
         Self(secs << HASH_BITS | u128::from(h.finish() >> 4))
     }
 
+    /// An id of these bits.
+    #[cfg(test)]
+    pub fn from_bits(bits: u128) -> Self {
+        Self(bits)
+    }
+
     /// Reads an id as written; `None` for text that is not one.
     pub fn parse(text: &str) -> Option<Self> {
         let digits = text.strip_prefix('f')?.as_bytes();

@@ -39,6 +39,19 @@ pub type Idents<'a> = SmallVec<[IdentRef<'a>; 4]>;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct IdentKey(u128);
 
+impl IdentKey {
+    /// The hash.
+    pub fn bits(self) -> u128 {
+        self.0
+    }
+
+    /// A key of these bits.
+    #[cfg(test)]
+    pub fn from_bits(bits: u128) -> Self {
+        Self(bits)
+    }
+}
+
 /// Makes [`IdentKey`]s with one process-wide random seed.
 #[derive(Debug, Clone, Copy)]
 pub struct IdentKeys {

@@ -19,15 +19,14 @@ pub mod hops;
 pub mod ids;
 pub mod process_map;
 pub mod propagation;
+pub mod slab;
 pub mod stats;
 pub mod status;
 
 use std::borrow::Cow;
 use std::collections::BTreeSet;
-use std::collections::hash_map::Entry;
 use std::sync::Arc;
 
-use foldhash::HashMap;
 use smallvec::SmallVec;
 
 use flowscope_model::{FlowDetail, FlowStatus, FlowSummary, Hop, Observation, ProcessMap, TraceId};
@@ -37,6 +36,7 @@ use self::flow::{FlowState, MAX_MESSAGES_PER_FLOW, MAX_SPANS_PER_FLOW};
 use self::flow_id::FlowId;
 use self::ids::{IdentKey, IdentKeys, IdentRef};
 use self::process_map::ProcessMapLearner;
+use self::slab::{Flows, Index, Slot};
 pub use self::stats::FlowStats;
 use self::stats::Tally;
 
@@ -70,31 +70,31 @@ pub struct Correlator {
     /// Shared so that an observation's identifiers can borrow rule names
     /// while the flows change.
     rules: Arc<[(KeyRule, KeySource)]>,
-    /// Boxed: the table holds 24 bytes a flow, not 600, so that the
-    /// rehashes live-set churn brings (tombstones filling up) move little
-    /// (a 20 MB table was reallocated and copied, its fresh pages zeroed).
-    flows: HashMap<FlowId, Box<FlowState>>,
+    /// The live flows, each in a slot ([`slab`]): what follows refers to
+    /// them by slot.
+    flows: Flows,
     /// Which flow each identifier belongs to, by its key.
-    index: HashMap<IdentKey, FlowId>,
+    index: Index,
     keys: IdentKeys,
     learner: ProcessMapLearner,
     /// Flows changed since the last take, pushed as each becomes `pending`;
     /// at the take, an id whose flow left or was judged already is passed
     /// over.
-    changed: Vec<FlowId>,
+    changed: Vec<Slot>,
     /// When each live flow's status may next change with time alone
     /// (its `next_check_unix_us`), soonest first: the tick takes the due
     /// ones instead of looking at every live flow.
-    due: BTreeSet<(i64, FlowId)>,
+    due: BTreeSet<(i64, Slot)>,
     /// Every live flow by when it may go when there are too many
     /// ([`FlowState::order`]): finished first, then the least recently
     /// seen. Kept as flows are judged, so that making room takes the first
     /// few instead of looking at every live flow.
-    order: BTreeSet<((bool, i64), FlowId)>,
+    order: BTreeSet<((bool, i64), Slot)>,
     /// The live flows the alert rules count, kept as they are judged.
     tally: Tally,
-    /// Flows whose hops the last take rebuilt ([`Correlator::learn_new_hops`]).
-    new_hops: Vec<FlowId>,
+    /// Flows whose hops the last take rebuilt ([`Correlator::learn_new_hops`]),
+    /// with their ids (a slot may hold another flow by then).
+    new_hops: Vec<(Slot, FlowId)>,
     removed: Vec<String>,
 }
 
@@ -109,8 +109,8 @@ impl Correlator {
         Ok(Self {
             config,
             rules,
-            flows: HashMap::default(),
-            index: HashMap::default(),
+            flows: Flows::default(),
+            index: Index::default(),
             keys: IdentKeys::default(),
             learner: ProcessMapLearner::default(),
             changed: Vec::new(),
@@ -224,11 +224,9 @@ impl Correlator {
             .collect();
         // Each key's flow as found: a key found in the flow the observation
         // ends up in needs no second look.
-        let owners: SmallVec<[Option<FlowId>; 6]> = keyed
-            .iter()
-            .map(|(k, _)| self.index.get(k).copied())
-            .collect();
-        let mut found: SmallVec<[FlowId; 2]> = SmallVec::new();
+        let owners: SmallVec<[Option<Slot>; 6]> =
+            keyed.iter().map(|(k, _)| self.index.get(*k)).collect();
+        let mut found: SmallVec<[Slot; 2]> = SmallVec::new();
         for flow in owners.iter().flatten() {
             if !found.contains(flow) {
                 found.push(*flow);
@@ -237,23 +235,28 @@ impl Correlator {
         let target = match found.len() {
             0 => {
                 let id = FlowId::new(ids.iter().find(|i| !i.is_empty()), at);
-                let order = &mut self.order;
-                self.flows.entry(id).or_insert_with(|| {
-                    order.insert(((true, at), id));
-                    Box::new(FlowState {
-                        id,
-                        first_unix_us: at,
-                        last_unix_us: at,
-                        order: (true, at),
-                        ..Default::default()
-                    })
-                });
-                id
+                // A live flow of the same id: first seen by the same
+                // identifier in the same second (its identifiers were
+                // let go when it merged, say).
+                match self.flows.slot_of(id) {
+                    Some(slot) => slot,
+                    None => {
+                        let slot = self.flows.insert(Box::new(FlowState {
+                            id,
+                            first_unix_us: at,
+                            last_unix_us: at,
+                            order: (true, at),
+                            ..Default::default()
+                        }));
+                        self.order.insert(((true, at), slot));
+                        slot
+                    }
+                }
             }
             1 => found[0],
             _ => self.merge(&found),
         };
-        let flow = self.flows.get_mut(&target).expect("target flow exists");
+        let flow = self.flows.get_mut(target).expect("target flow exists");
         if !flow.pending {
             flow.pending = true;
             self.changed.push(target);
@@ -262,51 +265,40 @@ impl Correlator {
             if owner == Some(target) {
                 continue;
             }
-            match self.index.entry(key) {
-                Entry::Occupied(owner) if *owner.get() == target => {}
-                Entry::Occupied(mut owner) => {
-                    // Not after a merge (it moves the merged flows'
-                    // identifiers); kept for the index and flows to agree.
-                    *owner.get_mut() = target;
-                    flow.keep_key(key, trace);
-                }
-                Entry::Vacant(slot) => {
-                    slot.insert(target);
-                    flow.keep_key(key, trace);
-                }
+            // Pointing elsewhere: not after a merge (it moves the merged
+            // flows' identifiers); kept for the index and flows to agree.
+            if self.index.set(key, target) != Some(target) {
+                flow.keep_key(key, trace);
             }
         }
         flow
     }
 
-    /// Merges flows into the oldest of them; returns its id.
-    fn merge(&mut self, ids: &[FlowId]) -> FlowId {
-        let target = *ids
+    /// Merges flows into the oldest of them; returns its slot.
+    fn merge(&mut self, slots: &[Slot]) -> Slot {
+        let target = *slots
             .iter()
-            .min_by_key(|id| {
-                (
-                    self.flows.get(*id).map_or(i64::MAX, |f| f.first_unix_us),
-                    **id,
-                )
+            .min_by_key(|slot| {
+                self.flows
+                    .get(**slot)
+                    .map_or((i64::MAX, FlowId::MAX), |f| (f.first_unix_us, f.id))
             })
             .expect("at least two flows");
-        for id in ids.iter().filter(|id| **id != target) {
-            let Some(other) = self.flows.remove(id) else {
+        for slot in slots.iter().filter(|slot| **slot != target) {
+            let Some(other) = self.flows.remove(*slot) else {
                 continue;
             };
             if let Some(t) = other.next_check_unix_us {
-                self.due.remove(&(t, *id));
+                self.due.remove(&(t, *slot));
             }
-            self.order.remove(&(other.order, *id));
-            self.tally.add(*id, other.judged(), -1);
+            self.order.remove(&(other.order, *slot));
+            self.tally.add(other.id, other.judged(), -1);
             for key in &other.keys {
-                if let Some(owner) = self.index.get_mut(key) {
-                    *owner = target;
-                }
+                self.index.repoint(*key, target);
             }
-            self.removed.push(id.to_string());
+            self.removed.push(other.id.to_string());
             self.flows
-                .get_mut(&target)
+                .get_mut(target)
                 .expect("target flow exists")
                 .absorb(*other);
         }
@@ -332,11 +324,11 @@ impl Correlator {
     /// pass over them): stuck, and finished (of which failed) less than
     /// `window_us` ago, as of their last judgement.
     pub fn tick_with_stats(&mut self, now_unix_us: i64, window_us: i64) -> FlowStats {
-        while let Some(&(at, id)) = self.due.first()
+        while let Some(&(at, slot)) = self.due.first()
             && at <= now_unix_us
         {
             self.due.pop_first();
-            let Some(flow) = self.flows.get_mut(&id) else {
+            let Some(flow) = self.flows.get_mut(slot) else {
                 continue;
             };
             flow.next_check_unix_us = None;
@@ -347,10 +339,10 @@ impl Correlator {
             let (status, reason) = status::evaluate(flow, &flow.hops, &self.config, now_unix_us);
             if status != flow.status || reason != flow.reason {
                 flow.pending = true;
-                self.changed.push(id);
+                self.changed.push(slot);
             } else {
                 let next = status::next_change(flow, &flow.hops, &self.config, status, now_unix_us);
-                set_next_check(&mut self.due, flow, next);
+                set_next_check(&mut self.due, slot, flow, next);
             }
         }
         self.evict();
@@ -362,20 +354,16 @@ impl Correlator {
     fn evict(&mut self) {
         let excess = self.flows.len().saturating_sub(self.config.max_live_flows);
         for _ in 0..excess {
-            let Some((_, id)) = self.order.pop_first() else {
+            let Some((_, slot)) = self.order.pop_first() else {
                 break;
             };
-            if let Some(flow) = self.flows.remove(&id) {
-                self.tally.add(id, flow.judged(), -1);
+            if let Some(flow) = self.flows.remove(slot) {
+                self.tally.add(flow.id, flow.judged(), -1);
                 if let Some(t) = flow.next_check_unix_us {
-                    self.due.remove(&(t, id));
+                    self.due.remove(&(t, slot));
                 }
                 for key in &flow.keys {
-                    if let Entry::Occupied(owner) = self.index.entry(*key)
-                        && *owner.get() == id
-                    {
-                        owner.remove();
-                    }
+                    self.index.remove(*key, slot);
                 }
             }
         }
@@ -385,8 +373,8 @@ impl Correlator {
     pub fn take_changes(&mut self, now_unix_us: i64) -> Changes {
         self.new_hops.clear();
         let mut updated = Vec::with_capacity(self.changed.len());
-        for id in std::mem::take(&mut self.changed) {
-            if let Some(flow) = self.judge(id, now_unix_us) {
+        for slot in std::mem::take(&mut self.changed) {
+            if let Some(flow) = self.judge(slot, now_unix_us) {
                 updated.push(flow.detail(flow.hops.clone()));
             }
         }
@@ -401,8 +389,8 @@ impl Correlator {
     pub fn take_summaries(&mut self, now_unix_us: i64) -> SummaryChanges {
         self.new_hops.clear();
         let mut updated = Vec::with_capacity(self.changed.len());
-        for id in std::mem::take(&mut self.changed) {
-            if let Some(flow) = self.judge(id, now_unix_us) {
+        for slot in std::mem::take(&mut self.changed) {
+            if let Some(flow) = self.judge(slot, now_unix_us) {
                 updated.push(flow.summary(&flow.hops));
             }
         }
@@ -417,8 +405,8 @@ impl Correlator {
     /// no one on the live stream). Returns the merged-away ids.
     pub fn judge_changes(&mut self, now_unix_us: i64) -> Vec<String> {
         self.new_hops.clear();
-        for id in std::mem::take(&mut self.changed) {
-            self.judge(id, now_unix_us);
+        for slot in std::mem::take(&mut self.changed) {
+            self.judge(slot, now_unix_us);
         }
         std::mem::take(&mut self.removed)
     }
@@ -429,20 +417,21 @@ impl Correlator {
     /// the flow (the flow keeps no summary: a kept copy was cloned at every
     /// judgement and freed, long idle, when the flow left). `None` for a
     /// flow no longer live.
-    fn judge(&mut self, id: FlowId, now_unix_us: i64) -> Option<&FlowState> {
-        // Not live any more, or already judged (a flow let go and one of
-        // the same id made since: its id was pushed twice).
-        let flow = self.flows.get_mut(&id).filter(|f| f.pending)?;
+    fn judge(&mut self, slot: Slot, now_unix_us: i64) -> Option<&FlowState> {
+        // Not live any more, or already judged (a flow let go and another
+        // put in its slot since: the slot was pushed twice).
+        let flow = self.flows.get_mut(slot).filter(|f| f.pending)?;
+        let id = flow.id;
         flow.pending = false;
         self.tally.add(id, flow.judged(), -1);
         let dirty = std::mem::take(&mut flow.dirty);
         if dirty {
             flow.hops = hops::build(flow);
-            self.new_hops.push(id);
+            self.new_hops.push((slot, id));
         }
         let (status, reason) = status::evaluate(flow, &flow.hops, &self.config, now_unix_us);
         let next = status::next_change(flow, &flow.hops, &self.config, status, now_unix_us);
-        set_next_check(&mut self.due, flow, next);
+        set_next_check(&mut self.due, slot, flow, next);
         flow.status = status;
         flow.reason = reason;
         let finished = status.is_final() || status == flowscope_model::FlowStatus::Failed;
@@ -453,8 +442,8 @@ impl Correlator {
         };
         let order = (!status.is_final(), flow.last_unix_us);
         if order != flow.order {
-            self.order.remove(&(flow.order, id));
-            self.order.insert((order, id));
+            self.order.remove(&(flow.order, slot));
+            self.order.insert((order, slot));
             flow.order = order;
         }
         flow.judged = true;
@@ -484,8 +473,8 @@ impl Correlator {
     /// its flow's first message (for the latency learned from them): a
     /// flow judged again for time alone is not handed over again.
     pub fn learn_new_hops(&mut self, mut learn: impl FnMut(&str, &[Hop])) {
-        for id in std::mem::take(&mut self.new_hops) {
-            let Some(flow) = self.flows.get(&id) else {
+        for (slot, id) in std::mem::take(&mut self.new_hops) {
+            let Some(flow) = self.flows.get(slot).filter(|f| f.id == id) else {
                 continue;
             };
             let vhost = flow
@@ -499,7 +488,7 @@ impl Correlator {
 
     /// One live flow in full.
     pub fn flow(&self, id: &str) -> Option<FlowDetail> {
-        let flow = self.flows.get(&FlowId::parse(id)?)?;
+        let flow = self.flows.get(self.flows.slot_of(FlowId::parse(id)?)?)?;
         Some(flow.detail(hops::build(flow)))
     }
 
@@ -522,16 +511,16 @@ impl Correlator {
         direct
             .iter()
             .flatten()
-            .find_map(|i| self.index.get(&self.keys.key(i)))
+            .find_map(|i| self.index.get(self.keys.key(i)))
             .or_else(|| {
                 self.rules.iter().find_map(|(rule, _)| {
                     let key = IdentRef::Key(&rule.name, Cow::Borrowed(needle));
-                    self.index.get(&self.keys.key(&key))
+                    self.index.get(self.keys.key(&key))
                 })
             })
-            .copied()
-            .or_else(|| FlowId::parse(needle).filter(|id| self.flows.contains_key(id)))
-            .map(|id| id.to_string())
+            .or_else(|| self.flows.slot_of(FlowId::parse(needle)?))
+            .and_then(|slot| self.flows.get(slot))
+            .map(|flow| flow.id.to_string())
     }
 
     /// The process map learned so far.
@@ -541,7 +530,7 @@ impl Correlator {
 
     /// Which services lose or restart trace context.
     pub fn propagation(&self) -> propagation::PropagationReport {
-        propagation::report(self.flows.values().map(|f| &**f))
+        propagation::report(self.flows.values())
     }
 
     /// Live flows.
@@ -551,15 +540,20 @@ impl Correlator {
 }
 
 /// Sets when a flow is next due for the tick, keeping `due` in step.
-fn set_next_check(due: &mut BTreeSet<(i64, FlowId)>, flow: &mut FlowState, next: Option<i64>) {
+fn set_next_check(
+    due: &mut BTreeSet<(i64, Slot)>,
+    slot: Slot,
+    flow: &mut FlowState,
+    next: Option<i64>,
+) {
     if flow.next_check_unix_us == next {
         return;
     }
     if let Some(t) = flow.next_check_unix_us {
-        due.remove(&(t, flow.id));
+        due.remove(&(t, slot));
     }
     if let Some(t) = next {
-        due.insert((t, flow.id));
+        due.insert((t, slot));
     }
     flow.next_check_unix_us = next;
 }

@@ -44,8 +44,8 @@ fn message_span(trace: u8, n: u8, at: i64) -> Observation {
 fn assert_due_in_step(c: &Correlator) {
     let waiting: Vec<_> = c
         .flows
-        .values()
-        .filter_map(|f| Some((f.next_check_unix_us?, f.id)))
+        .iter()
+        .filter_map(|(slot, f)| Some((f.next_check_unix_us?, slot)))
         .collect();
     assert_eq!(
         c.due.len(),
@@ -57,12 +57,21 @@ fn assert_due_in_step(c: &Correlator) {
     }
     // And every live flow is in the eviction order once, under its key.
     assert_eq!(c.order.len(), c.flows.len(), "order holds gone flows");
-    for flow in c.flows.values() {
+    for (slot, flow) in c.flows.iter() {
         assert!(
-            c.order.contains(&(flow.order, flow.id)),
+            c.order.contains(&(flow.order, slot)),
             "{} not in order",
             flow.id
         );
+    }
+    // And the index points at live flows only, each identifier at the
+    // flow that keeps it.
+    let kept: usize = c.flows.values().map(|f| f.keys.len()).sum();
+    assert_eq!(c.index.len(), kept, "the index holds gone identifiers");
+    for (slot, flow) in c.flows.iter() {
+        for key in &flow.keys {
+            assert_eq!(c.index.get(*key), Some(slot), "{} lost a key", flow.id);
+        }
     }
 }
 
@@ -233,7 +242,7 @@ fn a_flow_let_go_and_seen_again_before_the_take_is_told_once() {
     assert_eq!(c.num_flows(), 1);
     c.ingest(span(1, 2, t + 3));
     c.tick(t + 4);
-    let again = c.flows.keys().next().copied().unwrap();
+    let again = c.flows.values().next().map(|f| f.id).unwrap();
     let changes = c.take_changes(t + 5);
     let ids: Vec<&str> = changes.updated.iter().map(|f| &*f.summary.id).collect();
     assert_eq!(
