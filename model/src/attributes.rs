@@ -66,6 +66,12 @@ impl Attributes {
         self.encoded.is_empty()
     }
 
+    /// Reads the first byte of the encoding (0 when empty): brings it
+    /// into the cache ahead of use, such as freeing it.
+    pub fn touch(&self) -> u8 {
+        self.encoded.first().copied().unwrap_or(0)
+    }
+
     /// Each key-value, its value not yet read, in the order given (a key
     /// may repeat: the last one counts).
     pub fn iter(&self) -> impl Iterator<Item = KeyValueRef<'_>> {

@@ -232,7 +232,7 @@ fn read_span<'a>(
             _ => {}
         }
     }
-    let messaging = MessagingAttributes::from_key_values(messaging);
+    let messaging = MessagingAttributes::from_key_value_slice(&messaging);
     let attributes = match run {
         Some(run) if one_run => Attributes::from_checked_span_field(&bytes[run]),
         _ => Attributes::from_checked_key_values(attributes),

@@ -4,14 +4,27 @@ use std::collections::BTreeSet;
 
 use compact_str::CompactString;
 use flowscope_model::{Hop, SpanKind, SpanObservation};
+use smallvec::SmallVec;
 
 use super::flow::{FlowState, MessageRecord};
 
+/// A flow's spans picked for one hop: on the stack for the usual few.
+type Picked<'a> = SmallVec<[&'a SpanObservation; 8]>;
+
 /// The hops of a flow, in publish order.
+///
+/// Built once for each judgement that finds the flow holding something
+/// new: for every flow at least once, so the picked spans stay on the stack
+/// and a flow without broker messages (spans only) skips their passes.
 pub fn build(flow: &FlowState) -> Vec<Hop> {
     let mut hops = Vec::new();
-    for (id, record) in flow.messages_in_order() {
-        let spans: Vec<&SpanObservation> = flow
+    let in_order = if flow.messages.is_empty() {
+        Vec::new()
+    } else {
+        flow.messages_in_order()
+    };
+    for (id, record) in in_order {
+        let spans: Picked<'_> = flow
             .spans
             .iter()
             .map(|s| &**s)
@@ -21,7 +34,7 @@ pub fn build(flow: &FlowState) -> Vec<Hop> {
     }
     // Messages only spans know about (services traced, broker not tapped).
     let known: BTreeSet<&str> = flow.messages.keys().map(String::as_str).collect();
-    let mut span_only: Vec<&SpanObservation> = flow
+    let mut span_only: Picked<'_> = flow
         .spans
         .iter()
         .map(|s| &**s)
@@ -34,10 +47,11 @@ pub fn build(flow: &FlowState) -> Vec<Hop> {
         })
         .collect();
     span_only.sort_by_key(|s| s.start_unix_us);
+    hops.reserve_exact(span_only.len());
     for producer in span_only {
         let m = producer.messaging.as_ref().expect("filtered on messaging");
         let id = CompactString::from(m.message_id().unwrap_or_default());
-        let consumers: Vec<&SpanObservation> = flow
+        let consumers: Picked<'_> = flow
             .spans
             .iter()
             .map(|s| &**s)

@@ -6,9 +6,8 @@
 //! ordered sets hold slots, so that finding a span's flow is one lookup in
 //! the index and one step into a vector, and the index's entries are 16
 //! bytes, not 32. At 10k spans/s with the live set full, the index holds
-//! ~140k identifiers, far more than the caches; every new identifier costs
-//! a miss on the table's control bytes and one on the entry it is written
-//! to, and half-size entries mean half the table for them to miss in.
+//! ~140k identifiers, far more than the caches: each new identifier and
+//! each one let go costs a miss ([`Index`]).
 //!
 //! A slot is taken again as soon as its flow leaves. Everything that holds
 //! a slot lets go of it when the flow leaves (the index, the ordered sets),
@@ -17,7 +16,6 @@
 //! id.
 
 use foldhash::HashMap;
-use hashbrown::HashTable;
 
 use super::flow::FlowState;
 use super::flow_id::FlowId;
@@ -106,90 +104,165 @@ impl Flows {
 }
 
 /// Which live flow each identifier belongs to: 96 bits of its key, and the
-/// flow's slot. The key is a hash already (random per process), so its low
-/// 64 bits are the table's hash as they are.
+/// flow's slot, in one open-addressed table (linear probing).
+///
+/// Not a general hash map: an entry is found in the line it hashes to
+/// (four entries a cache line, the table at most half full), so a new
+/// identifier costs one miss, where a table of control bytes and entries
+/// apart costs two, and [`Index::touch`] can fetch that line ahead of
+/// time for a batch of observations at once (their misses overlap instead
+/// of waiting one after another). The key is a hash already (random per
+/// process), so its low bits place it as they are.
 ///
 /// Two identifiers share 96 bits with a chance of about n / 2⁹⁶ for each new
 /// one among n live (10⁻²⁴ with 140k live: once in 10²⁴ identifiers, or a
 /// million years at a million a second).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Index {
-    table: HashTable<Entry>,
+    entries: Vec<Entry>,
+    len: usize,
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Entry {
     low: u64,
     high: u32,
     slot: Slot,
 }
 
+/// An entry holding no identifier.
+const EMPTY: Entry = Entry {
+    low: 0,
+    high: 0,
+    slot: Slot::MAX,
+};
+
+/// Entries the table starts with.
+const MIN_ENTRIES: usize = 1024;
+
 fn split(key: IdentKey) -> (u64, u32) {
     let bits = key.bits();
     (bits as u64, (bits >> 64) as u32)
 }
 
+impl Default for Index {
+    fn default() -> Self {
+        Self {
+            entries: vec![EMPTY; MIN_ENTRIES],
+            len: 0,
+        }
+    }
+}
+
 impl Index {
+    fn mask(&self) -> usize {
+        self.entries.len() - 1
+    }
+
+    /// Where an identifier is, or the empty entry it would go in.
+    #[inline]
+    fn position(&self, low: u64, high: u32) -> usize {
+        let mask = self.mask();
+        let mut at = low as usize & mask;
+        loop {
+            let e = &self.entries[at];
+            if e.slot == Slot::MAX || (e.low == low && e.high == high) {
+                return at;
+            }
+            at = (at + 1) & mask;
+        }
+    }
+
     /// The slot an identifier's flow is in.
     #[inline]
     pub fn get(&self, key: IdentKey) -> Option<Slot> {
         let (low, high) = split(key);
-        self.table
-            .find(low, |e| e.low == low && e.high == high)
-            .map(|e| e.slot)
+        let e = self.entries[self.position(low, high)];
+        (e.slot != Slot::MAX).then_some(e.slot)
+    }
+
+    /// Reads the line an identifier hashes to, so that it is in the
+    /// cache when the identifier is looked up: returns a word of it, for
+    /// the caller to pass to [`std::hint::black_box`].
+    #[inline]
+    pub fn touch(&self, key: IdentKey) -> u64 {
+        self.entries[key.bits() as usize & self.mask()].low
     }
 
     /// Points an identifier at a flow; returns where it pointed before.
     #[inline]
     pub fn set(&mut self, key: IdentKey, slot: Slot) -> Option<Slot> {
+        debug_assert_ne!(slot, Slot::MAX);
         let (low, high) = split(key);
-        match self
-            .table
-            .entry(low, |e| e.low == low && e.high == high, |e| e.low)
-        {
-            hashbrown::hash_table::Entry::Occupied(mut entry) => {
-                Some(std::mem::replace(&mut entry.get_mut().slot, slot))
-            }
-            hashbrown::hash_table::Entry::Vacant(entry) => {
-                entry.insert(Entry { low, high, slot });
-                None
-            }
+        let at = self.position(low, high);
+        let e = &mut self.entries[at];
+        if e.slot != Slot::MAX {
+            return Some(std::mem::replace(&mut e.slot, slot));
         }
+        *e = Entry { low, high, slot };
+        self.len += 1;
+        if self.len * 2 > self.entries.len() {
+            self.grow();
+        }
+        None
     }
 
     /// Points an identifier that points somewhere at a flow instead.
     pub fn repoint(&mut self, key: IdentKey, slot: Slot) {
         let (low, high) = split(key);
-        if let Some(entry) = self
-            .table
-            .find_mut(low, |e| e.low == low && e.high == high)
-        {
-            entry.slot = slot;
+        let at = self.position(low, high);
+        let e = &mut self.entries[at];
+        if e.slot != Slot::MAX {
+            e.slot = slot;
         }
     }
 
     /// Forgets an identifier if it points at this flow.
     pub fn remove(&mut self, key: IdentKey, slot: Slot) {
         let (low, high) = split(key);
-        if let Ok(entry) = self
-            .table
-            .find_entry(low, |e| e.low == low && e.high == high)
-            && entry.get().slot == slot
-        {
-            entry.remove();
+        let mut hole = self.position(low, high);
+        if self.entries[hole].slot != slot {
+            return;
+        }
+        self.len -= 1;
+        // Moves back each entry after the hole that may sit there (its
+        // home is not between the hole and it), so that lookups, which
+        // stop at the first empty entry, still find it: no tombstones.
+        let mask = self.mask();
+        let mut at = hole;
+        loop {
+            at = (at + 1) & mask;
+            let e = self.entries[at];
+            if e.slot == Slot::MAX {
+                break;
+            }
+            let home = e.low as usize & mask;
+            if (at.wrapping_sub(home) & mask) >= (at.wrapping_sub(hole) & mask) {
+                self.entries[hole] = e;
+                hole = at;
+            }
+        }
+        self.entries[hole] = EMPTY;
+    }
+
+    /// Twice the entries, each placed again.
+    fn grow(&mut self) {
+        let bigger = vec![EMPTY; self.entries.len() * 2];
+        let old = std::mem::replace(&mut self.entries, bigger);
+        for e in old.into_iter().filter(|e| e.slot != Slot::MAX) {
+            let at = self.position(e.low, e.high);
+            self.entries[at] = e;
         }
     }
 
     /// Identifiers indexed.
-    #[cfg(test)]
     pub fn len(&self) -> usize {
-        self.table.len()
+        self.len
     }
 
     /// Whether it holds none.
-    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
-        self.table.is_empty()
+        self.len == 0
     }
 }
 
@@ -223,6 +296,62 @@ mod tests {
         assert_eq!(flows.len(), 2);
         let ids: Vec<_> = flows.values().map(|f| f.id).collect();
         assert_eq!(ids, [FlowId::from_bits(3), FlowId::from_bits(2)]);
+    }
+
+    #[test]
+    fn the_index_agrees_with_a_map_through_growth_and_removals() {
+        // Keys crowded into few homes (low bits from a small range) make
+        // long runs, wrapping round the end, for removals to close.
+        let mut index = Index::default();
+        let mut model = std::collections::HashMap::new();
+        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for round in 0..20_000u32 {
+            let r = next();
+            let low = match round % 3 {
+                0 => r % 64 + 1_000,
+                1 => u64::MAX - r % 16,
+                _ => r % 5_000,
+            };
+            let key = IdentKey::from_bits(u128::from(low) | u128::from(r >> 62) << 64);
+            match r % 5 {
+                0 | 1 => {
+                    let slot = (r >> 8) as u32 % 1_000;
+                    assert_eq!(index.set(key, slot), model.insert(key, slot), "{round}");
+                }
+                2 | 3 => {
+                    let slot = model.get(&key).copied().unwrap_or(7);
+                    let slot = if r & 64 == 0 { slot } else { slot + 1 };
+                    index.remove(key, slot);
+                    if model.get(&key) == Some(&slot) {
+                        model.remove(&key);
+                    }
+                }
+                _ => {
+                    index.repoint(key, 3);
+                    if let Some(s) = model.get_mut(&key) {
+                        *s = 3;
+                    }
+                }
+            }
+            if round % 1_000 == 0 || round > 19_900 {
+                assert_eq!(index.len(), model.len(), "{round}");
+                for (k, v) in &model {
+                    assert_eq!(index.get(*k), Some(*v), "{round}");
+                }
+            }
+        }
+        assert!(index.entries.len() > MIN_ENTRIES, "it grew");
+        for (k, v) in model.clone() {
+            index.remove(k, v);
+        }
+        assert!(index.is_empty());
+        assert!(index.entries.iter().all(|e| *e == EMPTY));
     }
 
     #[test]

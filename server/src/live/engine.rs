@@ -69,6 +69,7 @@ impl Engine {
     /// Feeds a batch to the live state, moving each observation to where it is kept.
     fn ingest(&self, batch: Vec<Observation>) {
         let mut live = self.live.write().expect("live lock");
+        live.correlator.prefetch(&batch);
         for obs in batch {
             match &obs {
                 Observation::QueueSample(sample) => {
