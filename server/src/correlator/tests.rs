@@ -106,6 +106,11 @@ fn the_tick_finds_the_due_flows_through_merges_and_evictions() {
     c.tick(t + 13 * SECOND);
     assert_due_in_step(&c);
     assert_eq!(c.num_flows(), 50, "evicted down to the bound");
+    // The least recently seen went (in groups, read ahead), and only
+    // they: found by their traces no more, the others still.
+    let found = |trace: u8| c.find(&TraceId([trace; 16]).to_string()).is_some();
+    assert!((0..69).all(|i| !found(i)), "a flow over the bound stayed");
+    assert!((69..120).all(found), "a flow within the bound went");
     // Quiet for the quiescence time: every flow completes by time alone.
     let later = t + 60 * SECOND;
     c.tick(later);
