@@ -2,8 +2,9 @@
 //! one belong to the same flow.
 //!
 //! An observation's identifiers are read borrowed ([`IdentRef`]); the
-//! correlator's index keeps each as a 128-bit hash of it ([`IdentKey`]),
-//! never its text: looking one up compares two integers in the table
+//! correlator keeps each as a 128-bit hash of it ([`IdentKey`]), never
+//! its text (its index, 96 bits of that: [`super::slab::Index`]): looking
+//! one up compares integers in the table
 //! instead of following a pointer to text kept elsewhere (a cache miss
 //! into memory left idle for seconds, which this kind of machine makes
 //! expensive), and keeping one allocates nothing.
@@ -31,11 +32,11 @@ pub enum IdentRef<'a> {
 /// An observation's identifiers (a span has three or four).
 pub type Idents<'a> = SmallVec<[IdentRef<'a>; 4]>;
 
-/// An identifier as the correlator's index keeps it: a 128-bit hash of
-/// its kind and text ([`IdentKeys::key`]). Two different identifiers
-/// share one with a chance of about n² / 2¹²⁹ among n live ones (10⁻²⁹
-/// for a million), and the seed is drawn per process, so no one can
-/// choose identifiers that collide.
+/// An identifier as the correlator keeps it: a 128-bit hash of its kind
+/// and text ([`IdentKeys::key`]), of which the index compares 96 bits
+/// (two identifiers share those with a chance of about n / 2⁹⁶ for each
+/// new one among n live: [`super::slab::Index`]). The seed is drawn per
+/// process, so no one can choose identifiers that collide.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct IdentKey(u128);
 
