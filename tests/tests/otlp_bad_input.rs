@@ -3,11 +3,16 @@
 //! port in use. Each one gets a clear error and costs nothing else: a valid
 //! request right after still passes.
 
+use std::convert::Infallible;
 use std::io::Write as _;
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use flowscope_collectors::otlp::{self, OtlpConfig};
 use flowscope_tests::receiver::TestReceiver;
+use http_body_util::{BodyExt as _, StreamBody};
+use hyper::body::{Bytes, Frame};
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue as OtlpKeyValue, any_value};
@@ -187,18 +192,22 @@ async fn bad_grpc_requests_are_refused_and_a_valid_one_still_passes() {
         "{status:?}"
     );
 
-    // Over the limit: tonic refuses before the service sees it (OUT_OF_RANGE
-    // plain, RESOURCE_EXHAUSTED once decompressed).
+    // Over the limit, plain or once decompressed (a small gzip body).
     let big = one_span(
         "big",
         vec![0xab; 16],
         vec![text("blob", &"x".repeat(100 * 1024))],
     );
     let status = client.export(big.clone()).await.unwrap_err();
-    assert_eq!(status.code(), tonic::Code::OutOfRange, "{status:?}");
+    assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status:?}");
+    assert!(status.message().contains("max_request_bytes"), "{status:?}");
     let mut gzip_client = client.clone().send_compressed(CompressionEncoding::Gzip);
     let status = gzip_client.export(big).await.unwrap_err();
     assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status:?}");
+    assert!(
+        status.message().contains("after decompression"),
+        "{status:?}"
+    );
 
     client
         .export(one_span("good", vec![0xab; 16], vec![]))
@@ -213,6 +222,105 @@ async fn bad_grpc_requests_are_refused_and_a_valid_one_still_passes() {
         (spans[0].name.as_str(), spans[1].name.as_str()),
         ("good", "good gzipped")
     );
+}
+
+/// A gRPC call written by hand: the headers given, the body sent as the
+/// chunks given (one DATA frame each). Returns the HTTP status, then
+/// `grpc-status` and `grpc-message` from the headers (a trailers-only
+/// answer) or the trailers.
+async fn raw_grpc(
+    addr: SocketAddr,
+    path: &str,
+    headers: &[(&str, &str)],
+    chunks: Vec<Vec<u8>>,
+) -> (u16, Option<String>, String) {
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut sender, connection) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(connection);
+    let mut request = http::Request::post(format!("http://{addr}{path}"));
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let frames = chunks
+        .into_iter()
+        .map(|chunk| Ok::<_, Infallible>(Frame::data(Bytes::from(chunk))));
+    let body = StreamBody::new(futures_util::stream::iter(frames));
+    let response = sender
+        .send_request(request.body(body).unwrap())
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    let mut fields = response.headers().clone();
+    let collected = response.into_body().collect().await.unwrap();
+    if let Some(trailers) = collected.trailers() {
+        fields.extend(trailers.clone());
+    }
+    let text = |name| {
+        fields
+            .get(name)
+            .map(|v: &http::HeaderValue| v.to_str().unwrap().to_owned())
+    };
+    let message = text("grpc-message").unwrap_or_default();
+    (status, text("grpc-status"), message.replace("%20", " "))
+}
+
+/// A valid export request's bytes with gRPC's 5-byte prefix (uncompressed).
+fn prefixed(message: &[u8]) -> Vec<u8> {
+    let mut framed = vec![0];
+    framed.extend_from_slice(&(message.len() as u32).to_be_bytes());
+    framed.extend_from_slice(message);
+    framed
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_requests_framed_wrong_are_refused_and_one_split_in_frames_passes() {
+    let mut receiver = TestReceiver::start(64, 64 * 1024).await;
+    let export = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
+    let grpc = ("content-type", "application/grpc");
+    let good = prefixed(&valid("split"));
+    let mut compressed_flag = prefixed(&valid("flagged"));
+    compressed_flag[0] = 1;
+    let mut two = good.clone();
+    two.extend_from_slice(&good);
+    // (what, path, headers, body chunks, HTTP status, grpc-status, words of grpc-message)
+    #[rustfmt::skip]
+    let cases: Vec<(&str, &str, Vec<(&str, &str)>, Vec<Vec<u8>>, u16, Option<&str>, &str)> = vec![
+        ("another method", "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export",
+            vec![grpc], vec![good.clone()], 200, Some("12"), "OTLP traces only"),
+        ("not gRPC", export, vec![("content-type", "application/json")], vec![good.clone()], 415, None, ""),
+        ("unknown encoding", export, vec![grpc, ("grpc-encoding", "br")], vec![good.clone()], 200, Some("12"), "gzip"),
+        ("compressed without an encoding", export, vec![grpc], vec![compressed_flag], 200, Some("13"), "grpc-encoding"),
+        ("no message", export, vec![grpc], vec![], 200, Some("3"), "no gRPC message"),
+        ("cut short", export, vec![grpc], vec![good[..good.len() - 3].to_vec()], 200, Some("3"), "cut short"),
+        ("two messages", export, vec![grpc], vec![two], 200, Some("3"), "more than one"),
+        ("over the limit", export, vec![grpc], vec![vec![0, 0, 2, 0, 0]], 200, Some("8"), "max_request_bytes"),
+        ("corrupt gzip", export, vec![grpc, ("grpc-encoding", "gzip")], vec![vec![1, 0, 0, 0, 3, 1, 2, 3]], 200, Some("3"), "gunzip"),
+    ];
+    for (what, path, headers, chunks, http_status, grpc_status, says) in cases {
+        let (status, code, message) = raw_grpc(receiver.grpc, path, &headers, chunks).await;
+        assert_eq!(
+            (status, code.as_deref()),
+            (http_status, grpc_status),
+            "{what}: {message}"
+        );
+        assert!(message.contains(says), "{what}: {message:?} lacks {says:?}");
+    }
+    assert!(
+        tokio::time::timeout(Duration::from_millis(200), receiver.observations.recv())
+            .await
+            .is_err(),
+        "a refused request let spans through"
+    );
+
+    // A valid message over several DATA frames, the first shorter than the prefix.
+    let chunks = vec![good[..2].to_vec(), good[2..9].to_vec(), good[9..].to_vec()];
+    let (status, code, message) = raw_grpc(receiver.grpc, export, &[grpc], chunks).await;
+    assert_eq!((status, code.as_deref()), (200, Some("0")), "{message}");
+    assert_eq!(receiver.spans(1).await[0].name, "split");
+    assert_eq!(receiver.dropped(), 0, "refused requests are not drops");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -259,14 +367,26 @@ async fn shutdown_stops_both_servers_and_closes_the_pipeline() {
             .status(),
         200
     );
+    // A gRPC client that stays connected, idle, does not hold shutdown up.
+    let mut client = TraceServiceClient::connect(receiver.grpc_url())
+        .await
+        .unwrap();
+    client
+        .export(one_span("grpc", vec![0xab; 16], vec![]))
+        .await
+        .unwrap();
     receiver.shutdown.cancel();
     let server = &mut receiver.server;
-    tokio::time::timeout(Duration::from_secs(10), server)
+    tokio::time::timeout(Duration::from_secs(5), server)
         .await
         .expect("serve did not return")
         .unwrap()
         .unwrap();
-    assert_eq!(receiver.spans(1).await[0].name, "last");
+    let spans = receiver.spans(2).await;
+    assert_eq!(
+        (spans[0].name.as_str(), spans[1].name.as_str()),
+        ("last", "grpc")
+    );
     assert!(
         receiver.observations.recv().await.is_none(),
         "the sender must be dropped"

@@ -82,8 +82,8 @@ impl From<OtlpError> for tonic::Status {
         match err {
             OtlpError::Decode(_)
             | OtlpError::UnsupportedContentType(_)
-            | OtlpError::TooLarge { .. }
             | OtlpError::InvalidSpan(_) => tonic::Status::invalid_argument(message),
+            OtlpError::TooLarge { .. } => tonic::Status::resource_exhausted(message),
             OtlpError::Overloaded | OtlpError::ShuttingDown => tonic::Status::unavailable(message),
         }
     }

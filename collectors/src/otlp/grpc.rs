@@ -1,165 +1,426 @@
 //! OTLP/gRPC: the `TraceService/Export` method, feeding the observation pipeline.
 //!
-//! `export` → `export_inner` → read ([`wire`](super::wire)) → send. The
-//! method is served by hand rather than through the generated
-//! `TraceServiceServer` so that the request reaches [`wire`](super::wire) as
-//! bytes: the generated server would first decode it into prost's owned
-//! types, which costs more than reading it straight into observations.
-//! A refused request is answered with the status [`OtlpError`] maps to:
-//! `INVALID_ARGUMENT` for bad input, `UNAVAILABLE` (the exporter retries)
-//! when the pipeline is behind; any other path is `UNIMPLEMENTED`.
+//! [`serve`] runs HTTP/2 (hyper) on the listener and answers the one method
+//! itself: `export` → read the body → the gRPC message (5-byte prefix,
+//! gzip or plain, checked against `max_request_bytes`) → read
+//! ([`wire`](super::wire)) → send. Served by hand rather than through tonic's
+//! server: a request is read straight from the HTTP/2 frames (an export that
+//! fits one frame is never copied), and the answer is a constant — the
+//! routing, codec and status layers around a unary method were a tenth of
+//! the CPU of receiving small exports.
+//!
+//! Answers, as gRPC prescribes ([PROTOCOL-HTTP2]):
+//! - accepted: `200`, `content-type: application/grpc`, an empty
+//!   `ExportTraceServiceResponse`, trailer `grpc-status: 0`;
+//! - refused: a trailers-only answer with the status [`OtlpError`] maps to:
+//!   `INVALID_ARGUMENT` for bad input, `RESOURCE_EXHAUSTED` over the size
+//!   limit, `UNAVAILABLE` (the exporter retries) when the pipeline is behind,
+//!   `UNIMPLEMENTED` for any other method or an unknown `grpc-encoding`;
+//! - not gRPC at all (another content type): HTTP `415`.
+//!
+//! [PROTOCOL-HTTP2]: https://github.com/grpc/grpc/blob/master/doc/PROTOCOL-HTTP2.md
 
 use std::convert::Infallible;
+use std::io::{self, Read as _};
+use std::net::SocketAddr;
+use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse;
-use prost::Message as _;
-use prost::bytes::{Buf as _, Bytes};
-use tonic::body::Body;
-use tonic::codec::{
-    BufferSettings, Codec, CompressionEncoding, DecodeBuf, Decoder, EncodeBuf, Encoder,
-};
-use tonic::codegen::{BoxFuture, Service, StdError, http};
-use tonic::server::{Grpc, NamedService, UnaryService};
+use http::header::{CONTENT_TYPE, HeaderValue};
+use http::{HeaderMap, Method, Request, Response, StatusCode};
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::BodyExt as _;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use prost::bytes::{Buf as _, BufMut as _, Bytes, BytesMut};
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
 
 use super::config::OtlpConfig;
-use super::error::Result;
+use super::error::{OtlpError, Result};
 use crate::pipeline::ObservationSender;
 
 /// The one method served.
 const EXPORT_PATH: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
+/// The message's prefix: compressed flag, then its length (big-endian u32).
+const PREFIX_BYTES: usize = 5;
+/// An empty `ExportTraceServiceResponse`, prefixed: uncompressed, 0 bytes.
+const EMPTY_RESPONSE: [u8; PREFIX_BYTES] = [0; PREFIX_BYTES];
+/// A pause after a failed `accept` (out of file descriptors, say) before the next.
+const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
+/// How long requests in flight get to finish once shutdown begins.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
-/// The gRPC trace service over one observation sender: gzip both ways,
-/// refusing messages over the configured size (tonic applies the limit to
-/// the decompressed message too).
+/// The gRPC trace service over one observation sender.
 #[derive(Debug, Clone)]
-pub struct OtlpTraceService {
+struct TraceService {
     sender: ObservationSender,
     max_request_bytes: usize,
 }
 
-/// The service for [`tonic::transport::Server::add_service`].
-pub fn service(sender: ObservationSender, config: &OtlpConfig) -> OtlpTraceService {
-    OtlpTraceService {
+/// Serves OTLP/gRPC on `listener` until `shutdown` is cancelled, then stops
+/// accepting, lets the requests in flight finish and returns.
+pub async fn serve(
+    listener: TcpListener,
+    sender: ObservationSender,
+    config: &OtlpConfig,
+    shutdown: CancellationToken,
+) -> io::Result<()> {
+    let service = TraceService {
         sender,
         max_request_bytes: config.max_request_bytes,
-    }
-}
-
-impl NamedService for OtlpTraceService {
-    const NAME: &'static str = "opentelemetry.proto.collector.trace.v1.TraceService";
-}
-
-impl<B> Service<http::Request<B>> for OtlpTraceService
-where
-    B: tonic::codegen::Body + Send + 'static,
-    B::Error: Into<StdError> + Send + 'static,
-{
-    type Response = http::Response<Body>;
-    type Error = Infallible;
-    type Future = BoxFuture<Self::Response, Self::Error>;
-
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<std::result::Result<(), Infallible>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, request: http::Request<B>) -> Self::Future {
-        if request.uri().path() != EXPORT_PATH {
-            return Box::pin(async { Ok(tonic::Status::unimplemented("").into_http()) });
-        }
-        let service = self.clone();
-        Box::pin(async move {
-            let mut grpc = Grpc::new(RawCodec)
-                .accept_compressed(CompressionEncoding::Gzip)
-                .send_compressed(CompressionEncoding::Gzip)
-                .max_decoding_message_size(service.max_request_bytes);
-            Ok(grpc.unary(service, request).await)
-        })
-    }
-}
-
-impl UnaryService<Bytes> for OtlpTraceService {
-    type Response = ExportTraceServiceResponse;
-    type Future = BoxFuture<tonic::Response<Self::Response>, tonic::Status>;
-
-    fn call(&mut self, request: tonic::Request<Bytes>) -> Self::Future {
-        let service = self.clone();
-        Box::pin(async move {
-            match service.export_inner(request.into_inner()).await {
-                Ok(()) => Ok(tonic::Response::new(ExportTraceServiceResponse::default())),
+    };
+    let mut http2 = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+    // No `date` header: gRPC clients do not read it, and a value that
+    // changes every second is encoded afresh into each answer's headers.
+    http2.timer(TokioTimer::new()).auto_date_header(false);
+    let graceful = GracefulShutdown::new();
+    let mut connections = JoinSet::new();
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
                 Err(err) => {
-                    super::log_refusal("grpc", &err);
-                    Err(err.into())
+                    tracing::warn!(error = %err, "otlp grpc: could not accept a connection");
+                    tokio::time::sleep(ACCEPT_PAUSE).await;
+                    continue;
                 }
+            },
+            Some(_) = connections.join_next(), if !connections.is_empty() => continue,
+            () = shutdown.cancelled() => break,
+        };
+        // Answers are small and written whole: no need to wait for more.
+        let _ = stream.set_nodelay(true);
+        let service = service.clone();
+        let connection = http2.serve_connection(
+            TokioIo::new(stream),
+            hyper::service::service_fn(move |request| {
+                let service = service.clone();
+                async move { Ok::<_, Infallible>(service.export(request).await) }
+            }),
+        );
+        let connection = graceful.watch(connection);
+        connections.spawn(async move {
+            if let Err(err) = connection.await {
+                log_connection_error(peer, &err);
+            }
+        });
+    }
+    drop(listener);
+    // Each connection is told to stop (GOAWAY) and finishes its requests in
+    // flight; one that has not within the grace period is cut, so that its
+    // sender is dropped and the pipeline can drain.
+    if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            connections = connections.len(),
+            "otlp grpc: connections still busy after {SHUTDOWN_GRACE:?} of shutdown; closing them"
+        );
+    }
+    connections.shutdown().await;
+    Ok(())
+}
+
+/// A connection that ends in an error is the client's business (it went
+/// away, or did not speak HTTP/2): worth a line at DEBUG only.
+fn log_connection_error(peer: SocketAddr, err: &hyper::Error) {
+    tracing::debug!(%peer, error = %err, "otlp grpc connection ended with an error");
+}
+
+impl TraceService {
+    async fn export(self, request: Request<Incoming>) -> Response<GrpcBody> {
+        if request.method() != Method::POST || request.uri().path() != EXPORT_PATH {
+            let what = format!("{} {}", request.method(), request.uri().path());
+            return tonic::Status::unimplemented(format!(
+                "{what} is not served here: flowscope receives OTLP traces only \
+                 (opentelemetry.proto.collector.trace.v1.TraceService/Export)"
+            ))
+            .into_http();
+        }
+        if !is_grpc(request.headers()) {
+            return not_grpc(request.headers());
+        }
+        match self.export_inner(request).await {
+            Ok(()) => accepted(),
+            Err(Refusal::Otlp(err)) => {
+                super::log_refusal("grpc", &err);
+                tonic::Status::from(err).into_http()
+            }
+            Err(Refusal::Grpc(status)) => {
+                tracing::warn!(transport = "grpc", status = %status, "otlp export refused");
+                status.into_http()
+            }
+        }
+    }
+
+    async fn export_inner(&self, request: Request<Incoming>) -> std::result::Result<(), Refusal> {
+        let gzip = match request
+            .headers()
+            .get("grpc-encoding")
+            .map(HeaderValue::as_bytes)
+        {
+            None | Some(b"identity") => false,
+            Some(b"gzip") => true,
+            Some(other) => {
+                let status = tonic::Status::unimplemented(format!(
+                    "grpc-encoding {:?} is not supported: send gzip or identity",
+                    String::from_utf8_lossy(other)
+                ));
+                return Err(Refusal::Grpc(status));
+            }
+        };
+        let (compressed, message) =
+            read_message(request.into_body(), self.max_request_bytes).await?;
+        if compressed && !gzip {
+            return Err(Refusal::Grpc(tonic::Status::internal(
+                "the message is flagged compressed but the request has no grpc-encoding",
+            )));
+        }
+        let limit = self.max_request_bytes;
+        // Gzip inflates several times over: such a message is heavy sooner.
+        let weight = if compressed { 8 } else { 1 };
+        let heavy = message.len().saturating_mul(weight) > super::BLOCKING_DECODE_BYTES;
+        let observations = super::run_cpu_bound(heavy, move || {
+            if compressed {
+                super::read(&gunzip(&message, limit)?)
+            } else {
+                super::read(&message)
             }
         })
-    }
-}
-
-impl OtlpTraceService {
-    async fn export_inner(&self, request: Bytes) -> Result<()> {
-        let heavy = request.len() > super::BLOCKING_DECODE_BYTES;
-        let observations = super::run_cpu_bound(heavy, move || super::read(&request)).await?;
+        .await?;
         let num_spans = observations.len();
-        self.sender.send_batch(observations)?;
+        self.sender
+            .send_batch(observations)
+            .map_err(OtlpError::from)?;
         tracing::trace!(num_spans, "otlp grpc export accepted");
         Ok(())
     }
 }
 
-/// Requests as bytes (read by [`wire`](super::wire)), answers as protobuf.
-#[derive(Debug, Clone, Copy, Default)]
-struct RawCodec;
+/// Why an export was refused: an [`OtlpError`] (counted, logged and mapped
+/// like on OTLP/HTTP) or a breach of gRPC's own framing.
+enum Refusal {
+    Otlp(OtlpError),
+    Grpc(tonic::Status),
+}
 
-impl Codec for RawCodec {
-    type Encode = ExportTraceServiceResponse;
-    type Decode = Bytes;
-    type Encoder = RawCodec;
-    type Decoder = RawCodec;
-
-    fn encoder(&mut self) -> Self::Encoder {
-        RawCodec
-    }
-
-    fn decoder(&mut self) -> Self::Decoder {
-        RawCodec
+impl From<OtlpError> for Refusal {
+    fn from(err: OtlpError) -> Self {
+        Refusal::Otlp(err)
     }
 }
 
-impl Encoder for RawCodec {
-    type Item = ExportTraceServiceResponse;
-    type Error = tonic::Status;
+/// `application/grpc`, alone or with a subtype (`application/grpc+proto`).
+fn is_grpc(headers: &HeaderMap) -> bool {
+    headers.get(CONTENT_TYPE).is_some_and(|value| {
+        let value = value.as_bytes();
+        value.len() >= 16
+            && value[..16].eq_ignore_ascii_case(b"application/grpc")
+            && matches!(value.get(16), None | Some(b'+' | b';'))
+    })
+}
 
-    fn encode(
-        &mut self,
-        item: Self::Item,
-        dst: &mut EncodeBuf<'_>,
-    ) -> std::result::Result<(), Self::Error> {
-        item.encode(dst)
-            .map_err(|err| tonic::Status::internal(format!("could not encode the answer: {err}")))
+/// HTTP 415, as gRPC prescribes for a request that is not gRPC.
+fn not_grpc(headers: &HeaderMap) -> Response<GrpcBody> {
+    let content_type = headers
+        .get(CONTENT_TYPE)
+        .map_or("(none)".into(), |v| String::from_utf8_lossy(v.as_bytes()));
+    tracing::warn!(transport = "grpc", %content_type, "otlp export refused: not gRPC");
+    let mut response = Response::new(GrpcBody::default());
+    *response.status_mut() = StatusCode::UNSUPPORTED_MEDIA_TYPE;
+    response
+}
+
+/// The one message of a unary request: whether it is compressed, and its
+/// bytes. A message that arrives in one frame is a slice of it; one spread
+/// over several is copied once, into a buffer of its declared size.
+async fn read_message(
+    mut body: Incoming,
+    limit: usize,
+) -> std::result::Result<(bool, Bytes), Refusal> {
+    let mut first: Option<Bytes> = None;
+    let mut joined: Option<BytesMut> = None;
+    while let Some(frame) = body.frame().await {
+        let frame = frame
+            .map_err(|err| OtlpError::Decode(format!("could not read the request body ({err})")))?;
+        let Ok(data) = frame.into_data() else {
+            continue; // trailers: none expected, nothing in them for us
+        };
+        if let Some(buffer) = joined.as_mut() {
+            buffer.put(data);
+        } else if let Some(head) = first.take() {
+            let mut buffer = BytesMut::with_capacity(message_capacity(&head, &data, limit));
+            buffer.put(head);
+            buffer.put(data);
+            joined = Some(buffer);
+        } else {
+            first = Some(data);
+        }
+        let seen = joined
+            .as_ref()
+            .map_or_else(|| first.as_ref().map_or(0, Bytes::len), BytesMut::len);
+        if seen >= PREFIX_BYTES {
+            let declared =
+                declared_length(joined.as_deref().or(first.as_deref()).unwrap_or_default());
+            if declared > limit {
+                return Err(OtlpError::TooLarge { limit }.into());
+            }
+            if seen > PREFIX_BYTES + declared {
+                return Err(one_message_only());
+            }
+        }
+    }
+    let mut whole = match (joined, first) {
+        (Some(buffer), _) => buffer.freeze(),
+        (None, Some(data)) => data,
+        (None, None) => Bytes::new(),
+    };
+    if whole.len() < PREFIX_BYTES {
+        return Err(OtlpError::Decode("the request holds no gRPC message".into()).into());
+    }
+    let compressed = match whole[0] {
+        0 => false,
+        1 => true,
+        flag => {
+            return Err(OtlpError::Decode(format!(
+                "the gRPC message's compressed flag is {flag} (0 or 1 expected)"
+            ))
+            .into());
+        }
+    };
+    let declared = declared_length(&whole);
+    if whole.len() != PREFIX_BYTES + declared {
+        return Err(OtlpError::Decode(format!(
+            "the gRPC message is cut short: {} of {declared} bytes",
+            whole.len() - PREFIX_BYTES
+        ))
+        .into());
+    }
+    whole.advance(PREFIX_BYTES);
+    Ok((compressed, whole))
+}
+
+/// The message length its prefix declares (`bytes` holds the prefix at least).
+fn declared_length(bytes: &[u8]) -> usize {
+    u32::from_be_bytes([bytes[1], bytes[2], bytes[3], bytes[4]]) as usize
+}
+
+/// Room for the whole prefixed message, once two frames of it are in: its
+/// declared size when the prefix is already there (never past the limit).
+fn message_capacity(head: &Bytes, next: &Bytes, limit: usize) -> usize {
+    let seen = head.len() + next.len();
+    if head.len() >= PREFIX_BYTES {
+        (PREFIX_BYTES + declared_length(head).min(limit)).max(seen)
+    } else {
+        seen
     }
 }
 
-impl Decoder for RawCodec {
-    type Item = Bytes;
-    type Error = tonic::Status;
+fn one_message_only() -> Refusal {
+    OtlpError::Decode("the request holds more than one gRPC message (Export is unary)".into())
+        .into()
+}
 
-    fn decode(
-        &mut self,
-        src: &mut DecodeBuf<'_>,
-    ) -> std::result::Result<Option<Self::Item>, Self::Error> {
-        Ok(Some(src.copy_to_bytes(src.remaining())))
+/// The decompressed message, refused as soon as it passes `limit` bytes (a
+/// small gzip bomb never inflates in memory).
+fn gunzip(message: &[u8], limit: usize) -> Result<Vec<u8>> {
+    let mut inflated = Vec::with_capacity(message.len().saturating_mul(4).min(limit));
+    flate2::read::GzDecoder::new(message)
+        .take(limit as u64 + 1)
+        .read_to_end(&mut inflated)
+        .map_err(|err| OtlpError::Decode(format!("could not gunzip the gRPC message ({err})")))?;
+    if inflated.len() > limit {
+        return Err(OtlpError::TooLarge { limit });
+    }
+    Ok(inflated)
+}
+
+/// The answer to an accepted export.
+fn accepted() -> Response<GrpcBody> {
+    let mut trailers = HeaderMap::with_capacity(1);
+    trailers.insert("grpc-status", HeaderValue::from_static("0"));
+    let mut response = Response::new(GrpcBody {
+        data: Some(Bytes::from_static(&EMPTY_RESPONSE)),
+        trailers: Some(trailers),
+    });
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
+    response
+}
+
+/// An answer's body: at most one message, then the trailers. The default
+/// (neither) is a trailers-only answer's: the headers end the stream.
+#[derive(Debug, Default)]
+pub struct GrpcBody {
+    data: Option<Bytes>,
+    trailers: Option<HeaderMap>,
+}
+
+impl Body for GrpcBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<std::result::Result<Frame<Bytes>, Infallible>>> {
+        let frame = match self.data.take() {
+            Some(data) => Some(Frame::data(data)),
+            None => self.trailers.take().map(Frame::trailers),
+        };
+        Poll::Ready(frame.map(Ok))
     }
 
-    /// A request's buffer starts large enough for the usual export (100
-    /// spans of ~540 bytes, while its first 16 KiB frame is in the buffer):
-    /// tonic's 8 KiB grew and was copied for each such request.
-    fn buffer_settings(&self) -> BufferSettings {
-        BufferSettings::new(DECODE_BUFFER_BYTES, DEFAULT_YIELD_BYTES)
+    fn is_end_stream(&self) -> bool {
+        self.data.is_none() && self.trailers.is_none()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::with_exact(self.data.as_ref().map_or(0, |data| data.len() as u64))
     }
 }
 
-/// What a request's buffer starts with.
-const DECODE_BUFFER_BYTES: usize = 128 * 1024;
-/// tonic's default (it batches a stream's answers; an export has one).
-const DEFAULT_YIELD_BYTES: usize = 32 * 1024;
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grpc_content_types_are_told_from_others() {
+        let headers = |value: &'static str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(CONTENT_TYPE, HeaderValue::from_static(value));
+            headers
+        };
+        assert!(is_grpc(&headers("application/grpc")));
+        assert!(is_grpc(&headers("application/grpc+proto")));
+        assert!(is_grpc(&headers("Application/GRPC; charset=x")));
+        assert!(!is_grpc(&headers("application/grpc-web")));
+        assert!(!is_grpc(&headers("application/json")));
+        assert!(!is_grpc(&HeaderMap::new()));
+    }
+
+    #[test]
+    fn gunzip_stops_at_the_limit() {
+        use std::io::Write as _;
+        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        encoder.write_all(&vec![0u8; 1 << 20]).unwrap();
+        let bomb = encoder.finish().unwrap();
+        assert_eq!(gunzip(&bomb, 1 << 20).unwrap().len(), 1 << 20);
+        assert_eq!(
+            gunzip(&bomb, (1 << 20) - 1),
+            Err(OtlpError::TooLarge {
+                limit: (1 << 20) - 1
+            })
+        );
+        assert!(matches!(
+            gunzip(b"not gzip", 100),
+            Err(OtlpError::Decode(_))
+        ));
+    }
+}

@@ -8,7 +8,7 @@
 //! | piece | job |
 //! |---|---|
 //! | [`config`] | [`OtlpConfig`]: addresses and the request size limit |
-//! | [`grpc`] | OTLP/gRPC on :4317, `TraceService/Export` served over raw bytes, gzip both ways |
+//! | [`grpc`] | OTLP/gRPC on :4317, `TraceService/Export` served on HTTP/2 by hand, gzip accepted |
 //! | [`http`] | OTLP/HTTP on :4318, `POST /v1/traces`, protobuf or JSON, gzip accepted |
 //! | [`wire`] | [`spans_from_protobuf`]: an encoded export request → `Observation::Span`s, read straight from the bytes |
 //! | [`convert`] | [`spans_from_otlp`]: a decoded export request (OTLP/JSON) → `Observation::Span`s |
@@ -36,7 +36,6 @@ use flowscope_model::Observation;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::server::TcpIncoming;
 
 pub use config::OtlpConfig;
 pub use convert::{ConvertError, spans_from_otlp};
@@ -71,17 +70,15 @@ impl OtlpReceiver {
     ) -> io::Result<()> {
         let (grpc_addr, http_addr) = (grpc.local_addr()?, http.local_addr()?);
         tracing::info!(%grpc_addr, %http_addr, "otlp receiver listening");
-        let grpc_server = tonic::transport::Server::builder()
-            .add_service(grpc::service(self.sender.clone(), &self.config))
-            .serve_with_incoming_shutdown(
-                TcpIncoming::from(grpc),
-                shutdown.clone().cancelled_owned(),
-            );
+        let grpc_server = grpc::serve(grpc, self.sender.clone(), &self.config, shutdown.clone());
         let http_server = axum::serve(http, http::router(self.sender, &self.config))
             .with_graceful_shutdown(shutdown.cancelled_owned());
         let grpc_server = async move {
             grpc_server.await.map_err(|err| {
-                io::Error::other(format!("OTLP gRPC server on {grpc_addr} failed: {err}"))
+                io::Error::new(
+                    err.kind(),
+                    format!("OTLP gRPC server on {grpc_addr} failed: {err}"),
+                )
             })
         };
         let http_server = async move {
