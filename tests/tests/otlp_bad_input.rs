@@ -267,6 +267,18 @@ async fn raw_grpc(
     (status, text("grpc-status"), message.replace("%20", " "))
 }
 
+/// A gRPC request framed by hand and the answer expected: HTTP status,
+/// `grpc-status` and words its `grpc-message` must contain.
+struct GrpcCase {
+    what: &'static str,
+    path: &'static str,
+    headers: Vec<(&'static str, &'static str)>,
+    chunks: Vec<Vec<u8>>,
+    http_status: u16,
+    grpc_status: Option<&'static str>,
+    says: &'static str,
+}
+
 /// A valid export request's bytes with gRPC's 5-byte prefix (uncompressed).
 fn prefixed(message: &[u8]) -> Vec<u8> {
     let mut framed = vec![0];
@@ -285,28 +297,51 @@ async fn grpc_requests_framed_wrong_are_refused_and_one_split_in_frames_passes()
     compressed_flag[0] = 1;
     let mut two = good.clone();
     two.extend_from_slice(&good);
-    // (what, path, headers, body chunks, HTTP status, grpc-status, words of grpc-message)
+    let case = |what,
+                path,
+                headers: &[(&'static str, &'static str)],
+                body: &[u8],
+                http_status,
+                grpc_status,
+                says| {
+        GrpcCase {
+            what,
+            path,
+            headers: headers.to_vec(),
+            chunks: vec![body.to_vec()],
+            http_status,
+            grpc_status,
+            says,
+        }
+    };
+    let json = ("content-type", "application/json");
+    let metrics = "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export";
     #[rustfmt::skip]
-    let cases: Vec<(&str, &str, Vec<(&str, &str)>, Vec<Vec<u8>>, u16, Option<&str>, &str)> = vec![
-        ("another method", "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export",
-            vec![grpc], vec![good.clone()], 200, Some("12"), "OTLP traces only"),
-        ("not gRPC", export, vec![("content-type", "application/json")], vec![good.clone()], 415, None, ""),
-        ("unknown encoding", export, vec![grpc, ("grpc-encoding", "br")], vec![good.clone()], 200, Some("12"), "gzip"),
-        ("compressed without an encoding", export, vec![grpc], vec![compressed_flag], 200, Some("13"), "grpc-encoding"),
-        ("no message", export, vec![grpc], vec![], 200, Some("3"), "no gRPC message"),
-        ("cut short", export, vec![grpc], vec![good[..good.len() - 3].to_vec()], 200, Some("3"), "cut short"),
-        ("two messages", export, vec![grpc], vec![two], 200, Some("3"), "more than one"),
-        ("over the limit", export, vec![grpc], vec![vec![0, 0, 2, 0, 0]], 200, Some("8"), "max_request_bytes"),
-        ("corrupt gzip", export, vec![grpc, ("grpc-encoding", "gzip")], vec![vec![1, 0, 0, 0, 3, 1, 2, 3]], 200, Some("3"), "gunzip"),
+    let cases = [
+        case("another method", metrics, &[grpc], &good, 200, Some("12"), "OTLP traces only"),
+        case("not gRPC", export, &[json], &good, 415, None, ""),
+        case("unknown encoding", export, &[grpc, ("grpc-encoding", "br")], &good, 200, Some("12"), "gzip"),
+        case("compressed without an encoding", export, &[grpc], &compressed_flag, 200, Some("13"), "grpc-encoding"),
+        GrpcCase { chunks: vec![], ..case("no message", export, &[grpc], &[], 200, Some("3"), "no gRPC message") },
+        case("cut short", export, &[grpc], &good[..good.len() - 3], 200, Some("3"), "cut short"),
+        case("two messages", export, &[grpc], &two, 200, Some("3"), "more than one"),
+        case("over the limit", export, &[grpc], &[0, 0, 2, 0, 0], 200, Some("8"), "max_request_bytes"),
+        case("corrupt gzip", export, &[grpc, ("grpc-encoding", "gzip")], &[1, 0, 0, 0, 3, 1, 2, 3], 200, Some("3"), "gunzip"),
     ];
-    for (what, path, headers, chunks, http_status, grpc_status, says) in cases {
-        let (status, code, message) = raw_grpc(receiver.grpc, path, &headers, chunks).await;
+    for case in cases {
+        let what = case.what;
+        let (status, code, message) =
+            raw_grpc(receiver.grpc, case.path, &case.headers, case.chunks).await;
         assert_eq!(
             (status, code.as_deref()),
-            (http_status, grpc_status),
+            (case.http_status, case.grpc_status),
             "{what}: {message}"
         );
-        assert!(message.contains(says), "{what}: {message:?} lacks {says:?}");
+        assert!(
+            message.contains(case.says),
+            "{what}: {message:?} lacks {:?}",
+            case.says
+        );
     }
     assert!(
         tokio::time::timeout(Duration::from_millis(200), receiver.observations.recv())
