@@ -243,43 +243,29 @@ async fn read_message(
     mut body: Incoming,
     limit: usize,
 ) -> std::result::Result<(bool, Bytes), Refusal> {
-    let mut first: Option<Bytes> = None;
-    let mut joined: Option<BytesMut> = None;
+    let mut received = Received::Nothing;
     while let Some(frame) = body.frame().await {
         let frame = frame
             .map_err(|err| OtlpError::Decode(format!("could not read the request body ({err})")))?;
         let Ok(data) = frame.into_data() else {
             continue; // trailers: none expected, nothing in them for us
         };
-        if let Some(buffer) = joined.as_mut() {
-            buffer.put(data);
-        } else if let Some(head) = first.take() {
-            let mut buffer = BytesMut::with_capacity(message_capacity(&head, &data, limit));
-            buffer.put(head);
-            buffer.put(data);
-            joined = Some(buffer);
-        } else {
-            first = Some(data);
-        }
-        let seen = joined
-            .as_ref()
-            .map_or_else(|| first.as_ref().map_or(0, Bytes::len), BytesMut::len);
-        if seen >= PREFIX_BYTES {
-            let declared =
-                declared_length(joined.as_deref().or(first.as_deref()).unwrap_or_default());
+        received = received.push(data, limit);
+        let bytes = received.as_slice();
+        if bytes.len() >= PREFIX_BYTES {
+            let declared = declared_length(bytes);
             if declared > limit {
                 return Err(OtlpError::TooLarge { limit }.into());
             }
-            if seen > PREFIX_BYTES + declared {
-                return Err(one_message_only());
+            if bytes.len() > PREFIX_BYTES + declared {
+                return Err(OtlpError::Decode(
+                    "the request holds more than one gRPC message (Export is unary)".into(),
+                )
+                .into());
             }
         }
     }
-    let mut whole = match (joined, first) {
-        (Some(buffer), _) => buffer.freeze(),
-        (None, Some(data)) => data,
-        (None, None) => Bytes::new(),
-    };
+    let mut whole = received.into_bytes();
     if whole.len() < PREFIX_BYTES {
         return Err(OtlpError::Decode("the request holds no gRPC message".into()).into());
     }
@@ -310,20 +296,55 @@ fn declared_length(bytes: &[u8]) -> usize {
     u32::from_be_bytes([bytes[1], bytes[2], bytes[3], bytes[4]]) as usize
 }
 
-/// Room for the whole prefixed message, once two frames of it are in: its
-/// declared size when the prefix is already there (never past the limit).
-fn message_capacity(head: &Bytes, next: &Bytes, limit: usize) -> usize {
-    let seen = head.len() + next.len();
-    if head.len() >= PREFIX_BYTES {
-        (PREFIX_BYTES + declared_length(head).min(limit)).max(seen)
-    } else {
-        seen
-    }
+/// A request body's bytes so far: none, one frame's (not copied), or
+/// several frames joined into one buffer.
+enum Received {
+    Nothing,
+    One(Bytes),
+    Joined(BytesMut),
 }
 
-fn one_message_only() -> Refusal {
-    OtlpError::Decode("the request holds more than one gRPC message (Export is unary)".into())
-        .into()
+impl Received {
+    /// With the next frame's bytes. The buffer two frames are joined into
+    /// has room for the whole prefixed message when the prefix is already
+    /// in (its declared size, never past the limit).
+    fn push(self, data: Bytes, limit: usize) -> Self {
+        match self {
+            Received::Nothing => Received::One(data),
+            Received::One(head) => {
+                let seen = head.len() + data.len();
+                let capacity = if head.len() >= PREFIX_BYTES {
+                    (PREFIX_BYTES + declared_length(&head).min(limit)).max(seen)
+                } else {
+                    seen
+                };
+                let mut buffer = BytesMut::with_capacity(capacity);
+                buffer.put(head);
+                buffer.put(data);
+                Received::Joined(buffer)
+            }
+            Received::Joined(mut buffer) => {
+                buffer.put(data);
+                Received::Joined(buffer)
+            }
+        }
+    }
+
+    fn as_slice(&self) -> &[u8] {
+        match self {
+            Received::Nothing => &[],
+            Received::One(data) => data,
+            Received::Joined(buffer) => buffer,
+        }
+    }
+
+    fn into_bytes(self) -> Bytes {
+        match self {
+            Received::Nothing => Bytes::new(),
+            Received::One(data) => data,
+            Received::Joined(buffer) => buffer.freeze(),
+        }
+    }
 }
 
 /// The decompressed message, refused as soon as it passes `limit` bytes (a
