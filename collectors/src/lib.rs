@@ -9,7 +9,7 @@
 //! RabbitMQ management HTTP API ──► management::ManagementPoller ─┤  queue_sample / topology
 //! OTLP gRPC :4317, HTTP :4318 ───► otlp::OtlpReceiver ───────────┘  span
 //!                                        │
-//!                                        ▼ mpsc::Receiver<Observation>
+//!                                        ▼ ObservationRx
 //! ```
 //!
 //! flowscope never harms the broker it watches: its only queues are its own

@@ -8,10 +8,8 @@ use flowscope_collectors::firehose::FirehoseCollector;
 use flowscope_collectors::management::client::ManagementClient;
 use flowscope_collectors::management::poller::ManagementPoller;
 use flowscope_collectors::otlp::OtlpReceiver;
-use flowscope_collectors::pipeline::{self, Metrics, ObservationSender};
+use flowscope_collectors::pipeline::{self, Metrics, ObservationRx, ObservationSender};
 use flowscope_collectors::services::ServiceDirectory;
-use flowscope_model::Observation;
-use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -32,7 +30,7 @@ impl Collectors {
     /// Starts every enabled collector; returns them and the observations they produce.
     /// Fails only on what cannot work at all (a port in use); a broker that is
     /// down is retried in the background.
-    pub async fn start(config: &Config) -> anyhow::Result<(Self, mpsc::Receiver<Observation>)> {
+    pub async fn start(config: &Config) -> anyhow::Result<(Self, ObservationRx)> {
         let metrics = Arc::new(Metrics::default());
         let (tx, rx) = pipeline::channel(config.pipeline.channel_capacity);
         let shutdown = CancellationToken::new();

@@ -9,10 +9,9 @@ use flowscope_collectors::depth::DepthTracker;
 use flowscope_collectors::firehose::FirehoseCollector;
 use flowscope_collectors::management::client::ManagementClient;
 use flowscope_collectors::management::poller::ManagementPoller;
-use flowscope_collectors::pipeline::{self, Metrics, ObservationSender};
+use flowscope_collectors::pipeline::{self, Metrics, ObservationRx, ObservationSender};
 use flowscope_collectors::services::ServiceDirectory;
 use flowscope_model::Observation;
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::broker::{TestVhost, amqp_addr, mgmt_url};
@@ -35,7 +34,7 @@ pub struct ObservationLog {
 
 impl ObservationLog {
     /// Drains `rx` into the log in the background.
-    pub fn drain(mut rx: mpsc::Receiver<Observation>) -> Self {
+    pub fn drain(mut rx: ObservationRx) -> Self {
         let log = Self::default();
         let seen = log.seen.clone();
         tokio::spawn(async move {
@@ -89,7 +88,7 @@ pub struct CollectorSetup {
 pub fn start_collectors(
     vhost: &TestVhost,
     setup: CollectorSetup,
-) -> (TestCollectors, mpsc::Receiver<Observation>) {
+) -> (TestCollectors, ObservationRx) {
     let broker = broker_config(vhost);
     let metrics = Arc::new(Metrics::default());
     let (tx, rx) = pipeline::channel(setup.channel_capacity.unwrap_or(10_000));

@@ -6,9 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use flowscope_collectors::otlp::{self, OtlpConfig, OtlpReceiver};
-use flowscope_collectors::pipeline::{self, Metrics, ObservationSender};
+use flowscope_collectors::pipeline::{self, Metrics, ObservationRx, ObservationSender};
 use flowscope_model::{Observation, SpanObservation};
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 /// How long a span gets to reach the pipeline.
@@ -19,7 +18,7 @@ pub const ARRIVAL: Duration = Duration::from_secs(15);
 pub struct TestReceiver {
     pub grpc: SocketAddr,
     pub http: SocketAddr,
-    pub observations: mpsc::Receiver<Observation>,
+    pub observations: ObservationRx,
     pub metrics: Metrics,
     pub shutdown: CancellationToken,
     pub server: tokio::task::JoinHandle<std::io::Result<()>>,

@@ -360,24 +360,29 @@ async fn grpc_requests_framed_wrong_are_refused_and_one_split_in_frames_passes()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_overloaded_pipeline_asks_clients_to_retry_and_counts_the_refused_spans() {
-    // Capacity 1 and nobody reading: the first span fills the pipeline.
-    let receiver = TestReceiver::start(1, otlp::config::DEFAULT_MAX_REQUEST_BYTES).await;
+    // Capacity 2 and nobody reading: the first request's two spans fill the pipeline.
+    let receiver = TestReceiver::start(2, otlp::config::DEFAULT_MAX_REQUEST_BYTES).await;
     let protobuf = "application/x-protobuf";
+    let spans = |name: &str, n: usize| {
+        let mut request = one_span(name, vec![0xab; 16], vec![]);
+        let span = request.resource_spans[0].scope_spans[0].spans[0].clone();
+        request.resource_spans[0].scope_spans[0].spans = vec![span; n];
+        request
+    };
     assert_eq!(
-        receiver.post(protobuf, None, valid("first")).await.status(),
+        receiver
+            .post(protobuf, None, spans("first", 2).encode_to_vec())
+            .await
+            .status(),
         200
     );
 
-    let two_spans = {
-        let mut request = one_span("second", vec![0xab; 16], vec![]);
-        let span = request.resource_spans[0].scope_spans[0].spans[0].clone();
-        request.resource_spans[0].scope_spans[0].spans.push(span);
-        request.encode_to_vec()
-    };
-    let response = receiver.post(protobuf, None, two_spans).await;
+    let response = receiver
+        .post(protobuf, None, spans("second", 1).encode_to_vec())
+        .await;
     assert_eq!(response.status(), 503);
     assert_eq!(response.headers()["retry-after"], "1");
-    assert_eq!(receiver.dropped(), 2);
+    assert_eq!(receiver.dropped(), 1);
 
     let mut client = TraceServiceClient::connect(receiver.grpc_url())
         .await
@@ -388,8 +393,40 @@ async fn an_overloaded_pipeline_asks_clients_to_retry_and_counts_the_refused_spa
         .unwrap_err();
     assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
     assert!(status.message().contains("retry"), "{status:?}");
-    assert_eq!(receiver.dropped(), 3);
-    assert_eq!(receiver.metrics.value("observations_received", "otlp"), 1);
+    assert_eq!(receiver.dropped(), 2);
+    assert_eq!(receiver.metrics.value("observations_received", "otlp"), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_export_larger_than_the_pipeline_is_refused_for_good_not_retried() {
+    // More spans in one request than the pipeline ever holds: retrying cannot
+    // help, so the answer is not the retryable one, and it says what to change.
+    let receiver = TestReceiver::start(2, otlp::config::DEFAULT_MAX_REQUEST_BYTES).await;
+    let mut request = one_span("big", vec![0xab; 16], vec![]);
+    let span = request.resource_spans[0].scope_spans[0].spans[0].clone();
+    request.resource_spans[0].scope_spans[0].spans = vec![span; 3];
+
+    let response = receiver
+        .post("application/x-protobuf", None, request.encode_to_vec())
+        .await;
+    assert_eq!(response.status(), 413);
+    let status = RpcStatus::decode(response.bytes().await.unwrap()).unwrap();
+    assert!(
+        status.message.contains("3 spans") && status.message.contains("pipeline.channel_capacity"),
+        "{status:?}"
+    );
+
+    let mut client = TraceServiceClient::connect(receiver.grpc_url())
+        .await
+        .unwrap();
+    let status = client.export(request).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status:?}");
+    assert!(
+        status.message().contains("pipeline.channel_capacity"),
+        "{status:?}"
+    );
+    assert_eq!(receiver.dropped(), 6);
+    assert_eq!(receiver.metrics.value("observations_received", "otlp"), 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -41,6 +41,17 @@ pub enum OtlpError {
         /// The configured limit, in bytes.
         limit: usize,
     },
+    /// More spans in one request than the observation pipeline ever holds.
+    #[error(
+        "the export request holds {spans} spans, more than flowscope's pipeline holds at once \
+         ({capacity}): send smaller batches or raise pipeline.channel_capacity"
+    )]
+    TooManySpans {
+        /// Spans in the request.
+        spans: usize,
+        /// `pipeline.channel_capacity`.
+        capacity: usize,
+    },
     /// A span is malformed (an id of the wrong length, say); the whole request is refused.
     #[error("{0}; fix the exporter, the request was refused")]
     InvalidSpan(String),
@@ -72,6 +83,10 @@ impl From<SendError> for OtlpError {
         match err {
             SendError::Full => OtlpError::Overloaded,
             SendError::Closed => OtlpError::ShuttingDown,
+            SendError::TooMany { count, capacity } => OtlpError::TooManySpans {
+                spans: count,
+                capacity,
+            },
         }
     }
 }
@@ -83,7 +98,9 @@ impl From<OtlpError> for tonic::Status {
             OtlpError::Decode(_)
             | OtlpError::UnsupportedContentType(_)
             | OtlpError::InvalidSpan(_) => tonic::Status::invalid_argument(message),
-            OtlpError::TooLarge { .. } => tonic::Status::resource_exhausted(message),
+            OtlpError::TooLarge { .. } | OtlpError::TooManySpans { .. } => {
+                tonic::Status::resource_exhausted(message)
+            }
             OtlpError::Overloaded | OtlpError::ShuttingDown => tonic::Status::unavailable(message),
         }
     }
@@ -106,7 +123,9 @@ impl OtlpError {
         match self {
             OtlpError::Decode(_) | OtlpError::InvalidSpan(_) => StatusCode::BAD_REQUEST,
             OtlpError::UnsupportedContentType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            OtlpError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            OtlpError::TooLarge { .. } | OtlpError::TooManySpans { .. } => {
+                StatusCode::PAYLOAD_TOO_LARGE
+            }
             OtlpError::Overloaded | OtlpError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
         }
     }

@@ -5,8 +5,9 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use flowscope_collectors::pipeline::Metrics;
+use flowscope_collectors::pipeline::ObservationRx;
 use flowscope_model::{LiveUpdate, Observation, now_unix_us};
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::broadcast;
 
 use super::SharedLive;
 use crate::alerts::notify::NotifierHandle;
@@ -16,7 +17,8 @@ use crate::store::{StoreWriterHandle, WriteBatch};
 pub const PUBLISH_INTERVAL: Duration = Duration::from_millis(100);
 /// How often time-dependent judgements are redone (stuck, quiet, alerts).
 pub const TICK_INTERVAL: Duration = Duration::from_millis(500);
-/// Observations taken under one lock at most.
+/// Observations taken under one lock: at least this many when waiting (whole
+/// batches, so a large OTLP export is taken at once).
 const INGEST_BATCH: usize = 1_000;
 
 /// Runs the live state.
@@ -32,21 +34,18 @@ pub struct Engine {
 impl Engine {
     /// Consumes observations until the channel closes (the collectors
     /// stopped), then publishes and stores what is left.
-    pub async fn run(self, mut observations: mpsc::Receiver<Observation>) {
+    pub async fn run(self, mut observations: ObservationRx) {
         let mut publish = tokio::time::interval(PUBLISH_INTERVAL);
         let mut tick = tokio::time::interval(TICK_INTERVAL);
         let mut pending: Vec<Observation> = Vec::new();
+        let mut batch: Vec<Observation> = Vec::new();
         loop {
             tokio::select! {
-                received = observations.recv() => {
-                    let Some(first) = received else { break };
-                    let mut batch = vec![first];
-                    while batch.len() < INGEST_BATCH {
-                        match observations.try_recv() {
-                            Ok(obs) => batch.push(obs),
-                            Err(_) => break,
-                        }
+                received = observations.recv_many(&mut batch, INGEST_BATCH) => {
+                    if received == 0 {
+                        break;
                     }
+                    let batch = std::mem::take(&mut batch);
                     if self.store.is_some() {
                         // The store writes what was seen, the correlator keeps
                         // its own copy; with no store the batch is moved in whole.

@@ -11,7 +11,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use flowscope_model::Observation;
-use tokio::sync::mpsc;
+
+mod channel;
+
+use channel::Refused;
+pub use channel::{ObservationRx, ObservationTx};
 
 /// Observations the channel holds before senders wait or drop.
 pub const DEFAULT_CHANNEL_CAPACITY: usize = 65_536;
@@ -82,15 +86,15 @@ impl Metrics {
     }
 }
 
-/// Creates the observation channel.
-pub fn channel(capacity: usize) -> (mpsc::Sender<Observation>, mpsc::Receiver<Observation>) {
-    mpsc::channel(capacity)
+/// Creates the observation channel, holding at most `capacity` observations.
+pub fn channel(capacity: usize) -> (ObservationTx, ObservationRx) {
+    channel::channel(capacity)
 }
 
 /// One source's handle on the observation channel.
 #[derive(Debug, Clone)]
 pub struct ObservationSender {
-    tx: mpsc::Sender<Observation>,
+    tx: ObservationTx,
     received: Arc<AtomicU64>,
     dropped: Arc<AtomicU64>,
 }
@@ -104,11 +108,27 @@ pub enum SendError {
     /// The pipeline has shut down.
     #[error("the observation pipeline is closed")]
     Closed,
+    /// More at once than the pipeline ever holds: never accepted as it is.
+    #[error(
+        "{count} observations at once are more than the pipeline holds \
+         (pipeline.channel_capacity = {capacity}); send fewer at a time or raise it"
+    )]
+    TooMany { count: usize, capacity: usize },
+}
+
+impl SendError {
+    fn from_refused(refused: Refused, count: usize) -> Self {
+        match refused {
+            Refused::Full => SendError::Full,
+            Refused::Closed => SendError::Closed,
+            Refused::TooMany { capacity } => SendError::TooMany { count, capacity },
+        }
+    }
 }
 
 impl ObservationSender {
     /// A sender counting under `source` (`firehose`, `otlp`, `management`, …).
-    pub fn new(tx: mpsc::Sender<Observation>, metrics: &Metrics, source: &'static str) -> Self {
+    pub fn new(tx: ObservationTx, metrics: &Metrics, source: &'static str) -> Self {
         Self {
             tx,
             received: metrics.counter("observations_received", source),
@@ -119,46 +139,33 @@ impl ObservationSender {
     /// Waits for room: for sources that must not lose data and can wait.
     pub async fn send(&self, observation: Observation) -> Result<(), SendError> {
         self.received.fetch_add(1, Ordering::Relaxed);
-        self.tx.send(observation).await.map_err(|_| {
+        self.tx.send(observation).await.map_err(|refused| {
             self.dropped.fetch_add(1, Ordering::Relaxed);
-            SendError::Closed
+            SendError::from_refused(refused, 1)
         })
     }
 
     /// Sends now or drops and counts: for samples superseded by the next one.
     pub fn send_or_drop(&self, observation: Observation) -> Result<(), SendError> {
         self.received.fetch_add(1, Ordering::Relaxed);
-        self.tx.try_send(observation).map_err(|err| {
+        self.tx.try_send(observation).map_err(|refused| {
             self.dropped.fetch_add(1, Ordering::Relaxed);
-            match err {
-                mpsc::error::TrySendError::Full(_) => SendError::Full,
-                mpsc::error::TrySendError::Closed(_) => SendError::Closed,
-            }
+            SendError::from_refused(refused, 1)
         })
     }
 
     /// All or nothing: accepts the whole batch if there is room for it now,
     /// else refuses it (the sender retries), so accepted data is never dropped.
     pub fn send_batch(&self, batch: Vec<Observation>) -> Result<(), SendError> {
-        if batch.is_empty() {
-            return Ok(());
-        }
         let n = batch.len();
-        let permits = self.tx.try_reserve_many(n).map_err(|err| match err {
-            mpsc::error::TrySendError::Full(_) => SendError::Full,
-            mpsc::error::TrySendError::Closed(_) => SendError::Closed,
-        });
-        match permits {
-            Ok(permits) => {
-                for (permit, obs) in permits.zip(batch) {
-                    permit.send(obs);
-                }
+        match self.tx.try_send_batch(batch) {
+            Ok(()) => {
                 self.received.fetch_add(n as u64, Ordering::Relaxed);
                 Ok(())
             }
-            Err(err) => {
+            Err(refused) => {
                 self.dropped.fetch_add(n as u64, Ordering::Relaxed);
-                Err(err)
+                Err(SendError::from_refused(refused, n))
             }
         }
     }

@@ -1,0 +1,332 @@
+//! The observation channel: bounded by observations, carrying them in batches.
+//!
+//! An OTLP export of a hundred spans is one message here, not a hundred: the
+//! sender takes room for all of them at once and the engine takes them off
+//! as one `Vec`, so a span costs no channel operation of its own (a send per
+//! span was ~3 % of flowscope's CPU at 10k spans/s of tiny spans,
+//! docs/benchmarks.md). The bound is still counted in observations, as
+//! before: room is taken when a batch is sent and given back when the
+//! receiver takes it off, so at most `capacity` observations wait here.
+
+use std::sync::Arc;
+
+use flowscope_model::Observation;
+use tokio::sync::mpsc::error::TryRecvError;
+use tokio::sync::{Semaphore, mpsc};
+
+/// One message on the channel.
+#[derive(Debug)]
+enum Item {
+    One(Observation),
+    Many(Vec<Observation>),
+}
+
+impl Item {
+    fn len(&self) -> usize {
+        match self {
+            Item::One(_) => 1,
+            Item::Many(batch) => batch.len(),
+        }
+    }
+}
+
+/// Why the channel did not take observations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Refused {
+    /// No room now.
+    Full,
+    /// The receiver is gone.
+    Closed,
+    /// More than the channel ever holds at once.
+    TooMany { capacity: usize },
+}
+
+#[derive(Debug)]
+struct Room {
+    /// One permit per observation the channel may still take.
+    free: Semaphore,
+    capacity: usize,
+}
+
+/// The sending side; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct ObservationTx {
+    items: mpsc::UnboundedSender<Item>,
+    room: Arc<Room>,
+}
+
+/// The receiving side.
+#[derive(Debug)]
+pub struct ObservationRx {
+    items: mpsc::UnboundedReceiver<Item>,
+    room: Arc<Room>,
+    /// The rest of a batch taken off by [`ObservationRx::recv`], one at a time.
+    rest: std::vec::IntoIter<Observation>,
+}
+
+/// A channel holding at most `capacity` observations (at least 1).
+pub fn channel(capacity: usize) -> (ObservationTx, ObservationRx) {
+    let capacity = capacity.clamp(1, Semaphore::MAX_PERMITS);
+    let room = Arc::new(Room {
+        free: Semaphore::new(capacity),
+        capacity,
+    });
+    let (tx, rx) = mpsc::unbounded_channel();
+    (
+        ObservationTx {
+            items: tx,
+            room: Arc::clone(&room),
+        },
+        ObservationRx {
+            items: rx,
+            room,
+            rest: Vec::new().into_iter(),
+        },
+    )
+}
+
+impl ObservationTx {
+    /// Waits for room for one observation, then sends it.
+    pub(crate) async fn send(&self, observation: Observation) -> Result<(), Refused> {
+        let permit = self
+            .room
+            .free
+            .acquire()
+            .await
+            .map_err(|_| Refused::Closed)?;
+        permit.forget();
+        self.put(Item::One(observation))
+    }
+
+    /// Sends one observation if there is room now.
+    pub(crate) fn try_send(&self, observation: Observation) -> Result<(), Refused> {
+        self.take_room(1)?;
+        self.put(Item::One(observation))
+    }
+
+    /// Sends all of `batch` if there is room for all of it now, else none.
+    pub(crate) fn try_send_batch(&self, batch: Vec<Observation>) -> Result<(), Refused> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        self.take_room(batch.len())?;
+        self.put(Item::Many(batch))
+    }
+
+    fn take_room(&self, n: usize) -> Result<(), Refused> {
+        if n > self.room.capacity {
+            return Err(Refused::TooMany {
+                capacity: self.room.capacity,
+            });
+        }
+        let n = u32::try_from(n).map_err(|_| Refused::TooMany {
+            capacity: self.room.capacity,
+        })?;
+        match self.room.free.try_acquire_many(n) {
+            Ok(permit) => {
+                permit.forget();
+                Ok(())
+            }
+            Err(tokio::sync::TryAcquireError::NoPermits) => Err(Refused::Full),
+            Err(tokio::sync::TryAcquireError::Closed) => Err(Refused::Closed),
+        }
+    }
+
+    /// Puts an item whose room is taken; gives the room back if the receiver is gone.
+    fn put(&self, item: Item) -> Result<(), Refused> {
+        self.items.send(item).map_err(|err| {
+            self.room.free.add_permits(err.0.len());
+            Refused::Closed
+        })
+    }
+}
+
+impl ObservationRx {
+    /// The next observation; `None` once every sender is gone and nothing is left.
+    pub async fn recv(&mut self) -> Option<Observation> {
+        if let Some(observation) = self.rest.next() {
+            return Some(observation);
+        }
+        let item = self.items.recv().await?;
+        Some(self.unpack(item))
+    }
+
+    /// The next observation if one is waiting.
+    pub fn try_recv(&mut self) -> Result<Observation, TryRecvError> {
+        if let Some(observation) = self.rest.next() {
+            return Ok(observation);
+        }
+        let item = self.items.try_recv()?;
+        Ok(self.unpack(item))
+    }
+
+    /// Waits for observations, then moves those waiting into `buffer` (whole
+    /// batches) until it holds `limit` or more, or none are left. Returns
+    /// how many were moved: 0 only once every sender is gone and nothing is
+    /// left. Cancel-safe: nothing is taken before the wait ends.
+    pub async fn recv_many(&mut self, buffer: &mut Vec<Observation>, limit: usize) -> usize {
+        let before = buffer.len();
+        buffer.extend(self.rest.by_ref());
+        if buffer.len() == before {
+            let Some(item) = self.items.recv().await else {
+                return 0;
+            };
+            self.append(buffer, item);
+        }
+        while buffer.len() < limit {
+            match self.items.try_recv() {
+                Ok(item) => self.append(buffer, item),
+                Err(_) => break,
+            }
+        }
+        buffer.len() - before
+    }
+
+    /// Observations waiting: on the channel, and the rest of a batch
+    /// [`ObservationRx::recv`] is handing out.
+    pub fn len(&self) -> usize {
+        self.room.capacity - self.room.free.available_permits() + self.rest.len()
+    }
+
+    /// Whether no observation is waiting.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn unpack(&mut self, item: Item) -> Observation {
+        self.room.free.add_permits(item.len());
+        match item {
+            Item::One(observation) => observation,
+            Item::Many(batch) => {
+                let mut batch = batch.into_iter();
+                let first = batch.next().expect("batches are never empty");
+                self.rest = batch;
+                first
+            }
+        }
+    }
+
+    fn append(&self, buffer: &mut Vec<Observation>, item: Item) {
+        self.room.free.add_permits(item.len());
+        match item {
+            Item::One(observation) => buffer.push(observation),
+            Item::Many(batch) if buffer.is_empty() => *buffer = batch,
+            Item::Many(mut batch) => buffer.append(&mut batch),
+        }
+    }
+}
+
+impl Drop for ObservationRx {
+    /// Senders waiting for room are told the channel is closed.
+    fn drop(&mut self) {
+        self.room.free.close();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use flowscope_model::{QueueSample, SampleSource};
+
+    fn sample(queue: &str) -> Observation {
+        Observation::QueueSample(Box::new(QueueSample {
+            observed_unix_us: 0,
+            source: SampleSource::Management,
+            vhost: "/".into(),
+            queue: queue.into(),
+            messages_ready: None,
+            messages_unacked: None,
+            consumers: None,
+            publish_rate: None,
+            deliver_rate: None,
+            ack_rate: None,
+            head_message_timestamp: None,
+        }))
+    }
+
+    fn queue_of(observation: &Observation) -> &str {
+        match observation {
+            Observation::QueueSample(sample) => &sample.queue,
+            other => panic!("not a sample: {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn observations_arrive_in_order_one_at_a_time_or_many() {
+        let (tx, mut rx) = channel(10);
+        tx.try_send(sample("a")).unwrap();
+        tx.try_send_batch(vec![sample("b"), sample("c")]).unwrap();
+        tx.send(sample("d")).await.unwrap();
+        assert_eq!(queue_of(&rx.recv().await.unwrap()), "a");
+        assert_eq!(queue_of(&rx.try_recv().unwrap()), "b");
+        tx.try_send_batch(vec![sample("e"), sample("f")]).unwrap();
+        let mut buffer = Vec::new();
+        assert_eq!(rx.recv_many(&mut buffer, 100).await, 4);
+        let queues: Vec<&str> = buffer.iter().map(queue_of).collect();
+        assert_eq!(queues, ["c", "d", "e", "f"]);
+        assert!(rx.try_recv().is_err());
+    }
+
+    #[tokio::test]
+    async fn room_is_counted_in_observations_and_given_back_when_taken() {
+        let (tx, mut rx) = channel(3);
+        tx.try_send_batch(vec![sample("a"), sample("b")]).unwrap();
+        assert_eq!(rx.len(), 2);
+        assert_eq!(
+            tx.try_send_batch(vec![sample("c"), sample("d")]),
+            Err(Refused::Full)
+        );
+        tx.try_send(sample("c")).unwrap();
+        assert_eq!(tx.try_send(sample("d")), Err(Refused::Full));
+        let mut buffer = Vec::new();
+        assert_eq!(
+            rx.recv_many(&mut buffer, 1).await,
+            2,
+            "a batch is taken whole"
+        );
+        assert_eq!(rx.len(), 1);
+        tx.try_send_batch(vec![sample("d"), sample("e")]).unwrap();
+        assert_eq!(
+            tx.try_send_batch(vec![sample("x"); 4]),
+            Err(Refused::TooMany { capacity: 3 })
+        );
+    }
+
+    #[tokio::test]
+    async fn a_sender_waiting_for_room_goes_on_when_room_is_made_and_stops_when_the_receiver_goes()
+    {
+        let (tx, mut rx) = channel(1);
+        tx.try_send(sample("a")).unwrap();
+        let waiting = tokio::spawn({
+            let tx = tx.clone();
+            async move { tx.send(sample("b")).await }
+        });
+        tokio::task::yield_now().await;
+        assert!(!waiting.is_finished());
+        assert_eq!(queue_of(&rx.recv().await.unwrap()), "a");
+        waiting.await.unwrap().unwrap();
+        assert_eq!(queue_of(&rx.recv().await.unwrap()), "b");
+
+        tx.try_send(sample("c")).unwrap();
+        let stuck = tokio::spawn({
+            let tx = tx.clone();
+            async move { tx.send(sample("d")).await }
+        });
+        tokio::task::yield_now().await;
+        drop(rx);
+        assert_eq!(stuck.await.unwrap(), Err(Refused::Closed));
+        assert_eq!(tx.try_send(sample("e")), Err(Refused::Closed));
+    }
+
+    #[tokio::test]
+    async fn the_receiver_sees_the_end_once_every_sender_is_gone_and_all_is_taken() {
+        let (tx, mut rx) = channel(10);
+        tx.try_send_batch(vec![sample("a"), sample("b")]).unwrap();
+        drop(tx);
+        assert!(rx.recv().await.is_some());
+        assert!(rx.recv().await.is_some());
+        assert!(rx.recv().await.is_none());
+        let mut buffer = Vec::new();
+        assert_eq!(rx.recv_many(&mut buffer, 10).await, 0);
+    }
+}
