@@ -53,10 +53,17 @@ impl Correlator {
         const GROUP: usize = 32;
         let mut excess = self.flows.len().saturating_sub(self.config.max_live_flows);
         while excess > 0 {
-            let group: SmallVec<[Slot; GROUP]> = std::iter::from_fn(|| self.order.pop_first())
-                .take(excess.min(GROUP))
-                .map(|(_, slot)| slot)
-                .collect();
+            let want = excess.min(GROUP);
+            let mut group: SmallVec<[Slot; GROUP]> = SmallVec::new();
+            while group.len() < want
+                && let Some((_, slot)) = self.order.pop(super::in_order(&self.flows))
+            {
+                // A flow whose order went back to an earlier one has two
+                // entries that count.
+                if !group.contains(&slot) {
+                    group.push(slot);
+                }
+            }
             if group.is_empty() {
                 break;
             }
@@ -88,9 +95,7 @@ impl Correlator {
             return;
         };
         self.tally.add(flow.id, flow.judged(), -1);
-        if let Some(t) = flow.next_check_unix_us {
-            self.due.remove(&(t, slot));
-        }
+        // Its entries in `due` and `order` no longer count.
         for key in &flow.keys {
             self.index.remove(*key, slot);
         }

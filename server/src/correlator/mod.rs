@@ -20,12 +20,12 @@ pub mod ids;
 mod live_set;
 pub mod process_map;
 pub mod propagation;
+mod queue;
 pub mod slab;
 pub mod stats;
 pub mod status;
 
 use std::borrow::Cow;
-use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use smallvec::SmallVec;
@@ -37,6 +37,7 @@ use self::flow::{FlowState, MAX_MESSAGES_PER_FLOW, MAX_SPANS_PER_FLOW};
 use self::flow_id::FlowId;
 use self::ids::{IdentKey, IdentKeys, IdentRef};
 use self::process_map::ProcessMapLearner;
+use self::queue::Queue;
 use self::slab::{Flows, Index, Slot};
 pub use self::stats::FlowStats;
 use self::stats::Tally;
@@ -84,13 +85,15 @@ pub struct Correlator {
     changed: Vec<Slot>,
     /// When each live flow's status may next change with time alone
     /// (its `next_check_unix_us`), soonest first: the tick takes the due
-    /// ones instead of looking at every live flow.
-    due: BTreeSet<(i64, Slot)>,
+    /// ones instead of looking at every live flow. An entry counts while
+    /// its flow's time is the entry's ([`due_at`]).
+    due: Queue<i64>,
     /// Every live flow by when it may go when there are too many
     /// ([`FlowState::order`]): finished first, then the least recently
     /// seen. Kept as flows are judged, so that making room takes the first
-    /// few instead of looking at every live flow.
-    order: BTreeSet<((bool, i64), Slot)>,
+    /// few instead of looking at every live flow. An entry counts while its
+    /// flow's order is the entry's ([`in_order`]).
+    order: Queue<(bool, i64)>,
     /// The live flows the alert rules count, kept as they are judged.
     tally: Tally,
     /// Flows whose hops the last take rebuilt ([`Correlator::learn_new_hops`]),
@@ -115,8 +118,8 @@ impl Correlator {
             keys: IdentKeys::default(),
             learner: ProcessMapLearner::default(),
             changed: Vec::new(),
-            due: BTreeSet::new(),
-            order: BTreeSet::new(),
+            due: Queue::default(),
+            order: Queue::default(),
             tally: Tally::default(),
             new_hops: Vec::new(),
             removed: Vec::new(),
@@ -249,7 +252,7 @@ impl Correlator {
                             order: (true, at),
                             ..Default::default()
                         }));
-                        self.order.insert(((true, at), slot));
+                        self.order.push((true, at), slot);
                         slot
                     }
                 }
@@ -289,10 +292,7 @@ impl Correlator {
             let Some(other) = self.flows.remove(*slot) else {
                 continue;
             };
-            if let Some(t) = other.next_check_unix_us {
-                self.due.remove(&(t, *slot));
-            }
-            self.order.remove(&(other.order, *slot));
+            // Its entries in `due` and `order` no longer count.
             self.tally.add(other.id, other.judged(), -1);
             for key in &other.keys {
                 self.index.repoint(*key, target);
@@ -325,10 +325,7 @@ impl Correlator {
     /// pass over them): stuck, and finished (of which failed) less than
     /// `window_us` ago, as of their last judgement.
     pub fn tick_with_stats(&mut self, now_unix_us: i64, window_us: i64) -> FlowStats {
-        while let Some(&(at, slot)) = self.due.first()
-            && at <= now_unix_us
-        {
-            self.due.pop_first();
+        while let Some((_, slot)) = self.due.pop_if(|at| at <= now_unix_us, due_at(&self.flows)) {
             let Some(flow) = self.flows.get_mut(slot) else {
                 continue;
             };
@@ -347,6 +344,7 @@ impl Correlator {
             }
         }
         self.evict();
+        self.sweep();
         self.tally.stats(now_unix_us - window_us)
     }
 
@@ -359,6 +357,7 @@ impl Correlator {
                 updated.push(flow.detail(flow.hops.clone()));
             }
         }
+        self.sweep();
         Changes {
             updated,
             removed: std::mem::take(&mut self.removed),
@@ -375,6 +374,7 @@ impl Correlator {
                 updated.push(flow.summary(&flow.hops));
             }
         }
+        self.sweep();
         SummaryChanges {
             updated,
             removed: std::mem::take(&mut self.removed),
@@ -389,7 +389,16 @@ impl Correlator {
         for slot in std::mem::take(&mut self.changed) {
             self.judge(slot, now_unix_us);
         }
+        self.sweep();
         std::mem::take(&mut self.removed)
+    }
+
+    /// Sweeps the stale entries out of `due` and `order` once they
+    /// outnumber the live flows.
+    fn sweep(&mut self) {
+        let live = self.flows.len();
+        self.due.sweep(live, due_at(&self.flows));
+        self.order.sweep(live, in_order(&self.flows));
     }
 
     /// Judges one flow: its status, and its hops too when it holds
@@ -423,8 +432,7 @@ impl Correlator {
         };
         let order = (!status.is_final(), flow.last_unix_us);
         if order != flow.order {
-            self.order.remove(&(flow.order, slot));
-            self.order.insert((order, slot));
+            self.order.push(order, slot);
             flow.order = order;
         }
         flow.judged = true;
@@ -520,23 +528,30 @@ impl Correlator {
     }
 }
 
-/// Sets when a flow is next due for the tick, keeping `due` in step.
-fn set_next_check(
-    due: &mut BTreeSet<(i64, Slot)>,
-    slot: Slot,
-    flow: &mut FlowState,
-    next: Option<i64>,
-) {
+/// Sets when a flow is next due for the tick, keeping `due` in step (an
+/// entry under its earlier time no longer counts).
+fn set_next_check(due: &mut Queue<i64>, slot: Slot, flow: &mut FlowState, next: Option<i64>) {
     if flow.next_check_unix_us == next {
         return;
     }
-    if let Some(t) = flow.next_check_unix_us {
-        due.remove(&(t, slot));
-    }
     if let Some(t) = next {
-        due.insert((t, slot));
+        due.push(t, slot);
     }
     flow.next_check_unix_us = next;
+}
+
+/// Whether an entry in `due` counts: its slot holds a flow due then.
+fn due_at(flows: &Flows) -> impl Fn(i64, Slot) -> bool + '_ {
+    move |at, slot| {
+        flows
+            .get(slot)
+            .is_some_and(|f| f.next_check_unix_us == Some(at))
+    }
+}
+
+/// Whether an entry in `order` counts: its slot holds a flow in that place.
+fn in_order(flows: &Flows) -> impl Fn((bool, i64), Slot) -> bool + '_ {
+    move |order, slot| flows.get(slot).is_some_and(|f| f.order == order)
 }
 
 enum Kind {
