@@ -9,10 +9,11 @@
 //! receiver takes it off, so at most `capacity` observations wait here.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use flowscope_model::Observation;
 use tokio::sync::mpsc::error::TryRecvError;
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::{Notify, Semaphore, mpsc};
 
 /// One message on the channel.
 #[derive(Debug)]
@@ -46,6 +47,16 @@ struct Room {
     /// One permit per observation the channel may still take.
     free: Semaphore,
     capacity: usize,
+    /// How many waiting observations [`ObservationRx::filled`] waits for (0: none).
+    wanted: AtomicUsize,
+    /// Told when a send makes `wanted` observations wait.
+    filled: Notify,
+}
+
+impl Room {
+    fn waiting(&self) -> usize {
+        self.capacity - self.free.available_permits()
+    }
 }
 
 /// The sending side; cheap to clone.
@@ -70,6 +81,8 @@ pub fn channel(capacity: usize) -> (ObservationTx, ObservationRx) {
     let room = Arc::new(Room {
         free: Semaphore::new(capacity),
         capacity,
+        wanted: AtomicUsize::new(0),
+        filled: Notify::new(),
     });
     let (tx, rx) = mpsc::unbounded_channel();
     (
@@ -137,7 +150,12 @@ impl ObservationTx {
         self.items.send(item).map_err(|err| {
             self.room.free.add_permits(err.0.len());
             Refused::Closed
-        })
+        })?;
+        let wanted = self.room.wanted.load(Ordering::Acquire);
+        if wanted != 0 && self.room.waiting() >= wanted {
+            self.room.filled.notify_one();
+        }
+        Ok(())
     }
 }
 
@@ -182,10 +200,51 @@ impl ObservationRx {
         buffer.len() - before
     }
 
+    /// Moves the observations waiting now into `buffer` (whole batches)
+    /// until it holds `limit` or more, or none are left; how many were
+    /// moved, or `Err` once every sender is gone and nothing is left.
+    pub fn try_recv_many(
+        &mut self,
+        buffer: &mut Vec<Observation>,
+        limit: usize,
+    ) -> Result<usize, TryRecvError> {
+        let before = buffer.len();
+        buffer.extend(self.rest.by_ref());
+        while buffer.len() < limit {
+            match self.items.try_recv() {
+                Ok(item) => self.append(buffer, item),
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Disconnected) if buffer.len() == before => {
+                    return Err(TryRecvError::Disconnected);
+                }
+                Err(TryRecvError::Disconnected) => break,
+            }
+        }
+        Ok(buffer.len() - before)
+    }
+
+    /// Waits until at least `n` observations wait, without being woken by
+    /// each send before that. Does not notice the senders going: look with
+    /// [`ObservationRx::try_recv_many`] now and then. Cancel-safe.
+    pub async fn filled(&self, n: usize) {
+        let n = n.clamp(1, self.room.capacity);
+        loop {
+            let notified = self.room.filled.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            self.room.wanted.store(n, Ordering::Release);
+            if self.len() >= n {
+                self.room.wanted.store(0, Ordering::Release);
+                return;
+            }
+            notified.await;
+        }
+    }
+
     /// Observations waiting: on the channel, and the rest of a batch
     /// [`ObservationRx::recv`] is handing out.
     pub fn len(&self) -> usize {
-        self.room.capacity - self.room.free.available_permits() + self.rest.len()
+        self.room.waiting() + self.rest.len()
     }
 
     /// Whether no observation is waiting.
@@ -316,6 +375,48 @@ mod tests {
         drop(rx);
         assert_eq!(stuck.await.unwrap(), Err(Refused::Closed));
         assert_eq!(tx.try_send(sample("e")), Err(Refused::Closed));
+    }
+
+    #[tokio::test]
+    async fn filled_waits_for_enough_observations_then_they_are_taken_at_once() {
+        let (tx, mut rx) = channel(100);
+        tx.try_send_batch(vec![sample("a"), sample("b")]).unwrap();
+        {
+            let filled = rx.filled(5);
+            tokio::pin!(filled);
+            assert!(
+                futures_poll(filled.as_mut()).is_none(),
+                "2 of 5 is not filled"
+            );
+            tx.try_send(sample("c")).unwrap();
+            assert!(
+                futures_poll(filled.as_mut()).is_none(),
+                "3 of 5 is not filled"
+            );
+            tx.try_send_batch(vec![sample("d"), sample("e")]).unwrap();
+            tokio::time::timeout(std::time::Duration::from_secs(5), filled)
+                .await
+                .expect("5 of 5 wakes the receiver");
+        }
+        let mut buffer = Vec::new();
+        assert_eq!(rx.try_recv_many(&mut buffer, 100), Ok(5));
+        assert_eq!(rx.try_recv_many(&mut buffer, 100), Ok(0));
+        drop(tx);
+        assert_eq!(
+            rx.try_recv_many(&mut buffer, 100),
+            Err(TryRecvError::Disconnected)
+        );
+    }
+
+    /// Polls a future once.
+    fn futures_poll<F: std::future::Future + Unpin>(future: F) -> Option<F::Output> {
+        let mut future = future;
+        let waker = std::task::Waker::noop();
+        let mut cx = std::task::Context::from_waker(waker);
+        match std::pin::Pin::new(&mut future).poll(&mut cx) {
+            std::task::Poll::Ready(output) => Some(output),
+            std::task::Poll::Pending => None,
+        }
     }
 
     #[tokio::test]

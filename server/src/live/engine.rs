@@ -34,27 +34,50 @@ pub struct Engine {
 impl Engine {
     /// Consumes observations until the channel closes (the collectors
     /// stopped), then publishes and stores what is left.
+    ///
+    /// Observations are taken in when [`INGEST_BATCH`] of them wait, and
+    /// before each publish: not as each export arrives. What is published
+    /// is the same (nothing is published between two publishes), and the
+    /// correlator's code and data, long idle and far from the caches when a
+    /// small export comes in, are brought back once per batch.
     pub async fn run(self, mut observations: ObservationRx) {
         let mut publish = tokio::time::interval(PUBLISH_INTERVAL);
         let mut tick = tokio::time::interval(TICK_INTERVAL);
         let mut pending: Vec<Observation> = Vec::new();
         let mut batch: Vec<Observation> = Vec::new();
         loop {
-            tokio::select! {
-                received = observations.recv_many(&mut batch, INGEST_BATCH) => {
-                    if received == 0 {
+            let publishing = tokio::select! {
+                () = observations.filled(INGEST_BATCH) => false,
+                _ = publish.tick() => true,
+                _ = tick.tick() => {
+                    self.tick();
+                    continue;
+                }
+            };
+            let mut closed = false;
+            loop {
+                match observations.try_recv_many(&mut batch, INGEST_BATCH) {
+                    Ok(0) => break,
+                    Ok(_) => {
+                        let batch = std::mem::take(&mut batch);
+                        if self.store.is_some() {
+                            // The store writes what was seen, the correlator keeps
+                            // its own copy; with no store the batch is moved in whole.
+                            pending.extend(batch.iter().cloned());
+                        }
+                        self.ingest(batch);
+                    }
+                    Err(_) => {
+                        closed = true;
                         break;
                     }
-                    let batch = std::mem::take(&mut batch);
-                    if self.store.is_some() {
-                        // The store writes what was seen, the correlator keeps
-                        // its own copy; with no store the batch is moved in whole.
-                        pending.extend(batch.iter().cloned());
-                    }
-                    self.ingest(batch);
                 }
-                _ = publish.tick() => self.publish(&mut pending).await,
-                _ = tick.tick() => self.tick(),
+            }
+            if closed {
+                break;
+            }
+            if publishing {
+                self.publish(&mut pending).await;
             }
         }
         self.tick();
