@@ -28,18 +28,25 @@ impl Correlator {
         // Hashed first, then read in a loop of loads alone: the processor
         // has them all in flight at once only when nothing else (hashing,
         // calls) sits between them.
-        let mut keys: SmallVec<[IdentKey; 256]> = SmallVec::new();
-        for observation in batch {
-            if let Observation::Span(span) = observation {
-                keys.push(self.keys.key(&IdentRef::Trace(span.trace_id)));
-                if let Some(id) = span.messaging.as_ref().and_then(|m| m.message_id()) {
-                    keys.push(self.keys.key(&IdentRef::Message(Cow::Borrowed(id))));
+        //
+        // By 128 spans (two keys at most each): the keys stay on the stack,
+        // where a batch of thousands grew a buffer on the heap, a fresh
+        // allocation per doubling (~2.5 % of the CPU at 10k spans/s).
+        let mut seen = 0u64;
+        for chunk in batch.chunks(128) {
+            let mut keys: SmallVec<[IdentKey; 256]> = SmallVec::new();
+            for observation in chunk {
+                if let Observation::Span(span) = observation {
+                    keys.push(self.keys.key(&IdentRef::Trace(span.trace_id)));
+                    if let Some(id) = span.messaging.as_ref().and_then(|m| m.message_id()) {
+                        keys.push(self.keys.key(&IdentRef::Message(Cow::Borrowed(id))));
+                    }
                 }
             }
+            seen = keys
+                .iter()
+                .fold(seen, |seen, key| seen ^ self.index.touch(*key));
         }
-        let seen = keys
-            .iter()
-            .fold(0u64, |seen, key| seen ^ self.index.touch(*key));
         std::hint::black_box(seen);
     }
 
