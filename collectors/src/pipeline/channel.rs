@@ -178,28 +178,6 @@ impl ObservationRx {
         Ok(self.unpack(item))
     }
 
-    /// Waits for observations, then moves those waiting into `buffer` (whole
-    /// batches) until it holds `limit` or more, or none are left. Returns
-    /// how many were moved: 0 only once every sender is gone and nothing is
-    /// left. Cancel-safe: nothing is taken before the wait ends.
-    pub async fn recv_many(&mut self, buffer: &mut Vec<Observation>, limit: usize) -> usize {
-        let before = buffer.len();
-        buffer.extend(self.rest.by_ref());
-        if buffer.len() == before {
-            let Some(item) = self.items.recv().await else {
-                return 0;
-            };
-            self.append(buffer, item);
-        }
-        while buffer.len() < limit {
-            match self.items.try_recv() {
-                Ok(item) => self.append(buffer, item),
-                Err(_) => break,
-            }
-        }
-        buffer.len() - before
-    }
-
     /// Moves the observations waiting now into `buffer` (whole batches)
     /// until it holds `limit` or more, or none are left; how many were
     /// moved, or `Err` once every sender is gone and nothing is left.
@@ -285,23 +263,7 @@ impl Drop for ObservationRx {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use flowscope_model::{QueueSample, SampleSource};
-
-    fn sample(queue: &str) -> Observation {
-        Observation::QueueSample(Box::new(QueueSample {
-            observed_unix_us: 0,
-            source: SampleSource::Management,
-            vhost: "/".into(),
-            queue: queue.into(),
-            messages_ready: None,
-            messages_unacked: None,
-            consumers: None,
-            publish_rate: None,
-            deliver_rate: None,
-            ack_rate: None,
-            head_message_timestamp: None,
-        }))
-    }
+    use crate::pipeline::tests::sample;
 
     fn queue_of(observation: &Observation) -> &str {
         match observation {
@@ -320,7 +282,7 @@ mod tests {
         assert_eq!(queue_of(&rx.try_recv().unwrap()), "b");
         tx.try_send_batch(vec![sample("e"), sample("f")]).unwrap();
         let mut buffer = Vec::new();
-        assert_eq!(rx.recv_many(&mut buffer, 100).await, 4);
+        assert_eq!(rx.try_recv_many(&mut buffer, 100), Ok(4));
         let queues: Vec<&str> = buffer.iter().map(queue_of).collect();
         assert_eq!(queues, ["c", "d", "e", "f"]);
         assert!(rx.try_recv().is_err());
@@ -339,8 +301,8 @@ mod tests {
         assert_eq!(tx.try_send(sample("d")), Err(Refused::Full));
         let mut buffer = Vec::new();
         assert_eq!(
-            rx.recv_many(&mut buffer, 1).await,
-            2,
+            rx.try_recv_many(&mut buffer, 1),
+            Ok(2),
             "a batch is taken whole"
         );
         assert_eq!(rx.len(), 1);
@@ -428,6 +390,9 @@ mod tests {
         assert!(rx.recv().await.is_some());
         assert!(rx.recv().await.is_none());
         let mut buffer = Vec::new();
-        assert_eq!(rx.recv_many(&mut buffer, 10).await, 0);
+        assert_eq!(
+            rx.try_recv_many(&mut buffer, 10),
+            Err(TryRecvError::Disconnected)
+        );
     }
 }

@@ -172,16 +172,17 @@ impl ObservationSender {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use flowscope_model::{QueueSample, SampleSource};
 
-    fn sample() -> Observation {
+    /// A queue sample of `queue`: an observation to send in tests.
+    pub(crate) fn sample(queue: &str) -> Observation {
         Observation::QueueSample(Box::new(QueueSample {
             observed_unix_us: 0,
             source: SampleSource::Management,
             vhost: "/".into(),
-            queue: "q".into(),
+            queue: queue.into(),
             messages_ready: Some(1),
             messages_unacked: None,
             consumers: None,
@@ -197,9 +198,9 @@ mod tests {
         let metrics = Metrics::default();
         let (tx, mut rx) = channel(3);
         let sender = ObservationSender::new(tx, &metrics, "otlp");
-        sender.send_batch(vec![sample(), sample()]).unwrap();
+        sender.send_batch(vec![sample("q"), sample("q")]).unwrap();
         assert_eq!(
-            sender.send_batch(vec![sample(), sample()]),
+            sender.send_batch(vec![sample("q"), sample("q")]),
             Err(SendError::Full)
         );
         assert_eq!(metrics.value("observations_received", "otlp"), 2);
