@@ -169,15 +169,6 @@ impl ObservationRx {
         Some(self.unpack(item))
     }
 
-    /// The next observation if one is waiting.
-    pub fn try_recv(&mut self) -> Result<Observation, TryRecvError> {
-        if let Some(observation) = self.rest.next() {
-            return Ok(observation);
-        }
-        let item = self.items.try_recv()?;
-        Ok(self.unpack(item))
-    }
-
     /// Moves the observations waiting now into `buffer` (whole batches)
     /// until it holds `limit` or more, or none are left; how many were
     /// moved, or `Err` once every sender is gone and nothing is left.
@@ -279,13 +270,13 @@ mod tests {
         tx.try_send_batch(vec![sample("b"), sample("c")]).unwrap();
         tx.send(sample("d")).await.unwrap();
         assert_eq!(queue_of(&rx.recv().await.unwrap()), "a");
-        assert_eq!(queue_of(&rx.try_recv().unwrap()), "b");
+        assert_eq!(queue_of(&rx.recv().await.unwrap()), "b");
         tx.try_send_batch(vec![sample("e"), sample("f")]).unwrap();
         let mut buffer = Vec::new();
         assert_eq!(rx.try_recv_many(&mut buffer, 100), Ok(4));
         let queues: Vec<&str> = buffer.iter().map(queue_of).collect();
         assert_eq!(queues, ["c", "d", "e", "f"]);
-        assert!(rx.try_recv().is_err());
+        assert_eq!(rx.try_recv_many(&mut buffer, 100), Ok(0));
     }
 
     #[tokio::test]
