@@ -238,7 +238,11 @@ impl ObservationRx {
         self.room.free.add_permits(item.len());
         match item {
             Item::One(observation) => buffer.push(observation),
-            Item::Many(batch) if buffer.is_empty() => *buffer = batch,
+            // Its own allocation taken over when the buffer has less room
+            // (a first take), appended into the buffer's room otherwise.
+            Item::Many(batch) if buffer.is_empty() && buffer.capacity() < batch.len() => {
+                *buffer = batch;
+            }
             Item::Many(mut batch) => buffer.append(&mut batch),
         }
     }
@@ -277,6 +281,32 @@ mod tests {
         let queues: Vec<&str> = buffer.iter().map(queue_of).collect();
         assert_eq!(queues, ["c", "d", "e", "f"]);
         assert_eq!(rx.try_recv_many(&mut buffer, 100), Ok(0));
+    }
+
+    #[tokio::test]
+    async fn a_buffer_taken_into_again_keeps_its_room_and_gets_only_the_new_batches() {
+        let (tx, mut rx) = channel(100);
+        let mut buffer = Vec::new();
+        tx.try_send_batch((0..10).map(|i| sample(&format!("a{i}"))).collect())
+            .unwrap();
+        tx.try_send_batch((0..10).map(|i| sample(&format!("b{i}"))).collect())
+            .unwrap();
+        assert_eq!(rx.try_recv_many(&mut buffer, 100), Ok(20));
+        let room = buffer.capacity();
+        buffer.clear();
+        // Smaller batches than the room the buffer has: appended into it.
+        tx.try_send_batch(vec![sample("c0"), sample("c1")]).unwrap();
+        tx.try_send(sample("d")).unwrap();
+        assert_eq!(rx.try_recv_many(&mut buffer, 100), Ok(3));
+        let queues: Vec<&str> = buffer.iter().map(queue_of).collect();
+        assert_eq!(queues, ["c0", "c1", "d"]);
+        assert_eq!(buffer.capacity(), room, "the buffer was replaced");
+        // The room taken is given back: the channel holds 100 again.
+        buffer.clear();
+        tx.try_send_batch((0..100).map(|i| sample(&format!("e{i}"))).collect())
+            .unwrap();
+        assert_eq!(rx.try_recv_many(&mut buffer, 1000), Ok(100));
+        assert_eq!(queue_of(&buffer[99]), "e99");
     }
 
     #[tokio::test]
