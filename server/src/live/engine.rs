@@ -90,7 +90,8 @@ impl Engine {
     /// Feeds a batch to the live state, moving each observation to where it
     /// is kept. The buffer is left empty with its room: the next batch is
     /// taken into it, not into one grown again by doubling (a fresh
-    /// allocation per doubling, ~3 % of the CPU at 10k spans/s).
+    /// allocation per doubling, on pages the kernel zeroes: ~5.5 % of the
+    /// CPU at 10k spans/s, docs/benchmarks.md, twelfth sitting).
     fn ingest(&self, batch: &mut Vec<Observation>) {
         let mut live = self.live.write().expect("live lock");
         live.correlator.prefetch(batch);
