@@ -139,6 +139,53 @@ pub fn quantile(values: &[f64], q: f64) -> f64 {
     sorted[rank - 1]
 }
 
+/// How the ratio (ours ÷ the peer's) spread over the rounds of an alternation,
+/// each round's run of ours set against the peer's run just before it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RoundRatios {
+    pub median: f64,
+    pub min: f64,
+    pub max: f64,
+    /// Σ ours ÷ Σ the peer's: every round weighed by its size.
+    pub summed: f64,
+}
+
+impl RoundRatios {
+    /// Pairs `peer[i]` with `ours[i]`; rounds where the peer's figure is 0 or
+    /// either is missing are left out. `None` when no round is left.
+    pub fn of(peer: &[f64], ours: &[f64]) -> Option<Self> {
+        let pairs: Vec<(f64, f64)> = peer
+            .iter()
+            .zip(ours)
+            .map(|(p, o)| (*p, *o))
+            .filter(|(p, o)| *p > 0.0 && p.is_finite() && o.is_finite())
+            .collect();
+        if pairs.is_empty() {
+            return None;
+        }
+        let ratios: Vec<f64> = pairs.iter().map(|(p, o)| o / p).collect();
+        let (sum_peer, sum_ours) = pairs
+            .iter()
+            .fold((0.0, 0.0), |(sp, so), (p, o)| (sp + p, so + o));
+        Some(RoundRatios {
+            median: median(&ratios),
+            min: ratios.iter().copied().fold(f64::INFINITY, f64::min),
+            max: ratios.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+            summed: sum_ours / sum_peer,
+        })
+    }
+}
+
+impl std::fmt::Display for RoundRatios {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "round by round {:.2}× (median), {:.2}–{:.2}×; summed {:.2}×",
+            self.median, self.min, self.max, self.summed
+        )
+    }
+}
+
 /// Runs `a` and `b` alternately (A B A B …), `repeats` times each, and returns their results
 /// in run order. Alternation spreads slow drifts of the machine (other load, caches, thermal)
 /// over both sides instead of favouring one.
@@ -243,6 +290,21 @@ pub fn fmt(v: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn round_ratios_pair_each_round_and_skip_empty_ones() {
+        // Three rounds: 0.5, 1.0 and 2.0; a fourth with no peer figure is left out.
+        let r = RoundRatios::of(&[2.0, 1.0, 1.0, 0.0], &[1.0, 1.0, 2.0, 5.0]).unwrap();
+        assert_eq!(r.median, 1.0);
+        assert_eq!((r.min, r.max), (0.5, 2.0));
+        assert_eq!(r.summed, 1.0); // 4 ÷ 4
+        assert_eq!(
+            r.to_string(),
+            "round by round 1.00× (median), 0.50–2.00×; summed 1.00×"
+        );
+        assert_eq!(RoundRatios::of(&[0.0], &[1.0]), None);
+        assert_eq!(RoundRatios::of(&[], &[]), None);
+    }
 
     #[test]
     fn median_and_quantiles_of_small_sets() {

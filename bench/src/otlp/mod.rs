@@ -266,6 +266,11 @@ async fn steady(
         transport.name(),
         args.rate / 1000.0
     );
+    let cpu =
+        |runs: &[SteadyRun]| -> Vec<f64> { runs.iter().map(SteadyRun::cpu_per_million).collect() };
+    if let Some(spread) = measure::RoundRatios::of(&cpu(&rotel), &cpu(&flowscope)) {
+        eprintln!("{name}, CPU per span: {spread}");
+    }
     let median = |runs: &[SteadyRun], f: fn(&SteadyRun) -> f64| {
         measure::median(&runs.iter().map(f).collect::<Vec<_>>())
     };
