@@ -9,21 +9,27 @@
 //! and when it is let go. Measured (docs/benchmarks.md, OTLP, sixth
 //! sitting): CPU per span −40 to −50 % at 10k spans/s.
 //!
-//! A minute keeps the live set in huge pages under steady load and still
-//! hands memory back after a burst. Ten seconds was not enough at 10k
-//! spans/s of tiny spans with the live set full: freed pages waited longer
-//! than that to be reused, were handed back and faulted in again, ~35 page
-//! faults a second (zeroing 2 MiB each) against ~3 with a minute, for
-//! 4.54 against 4.09 CPU s per million spans over 100 s (docs/benchmarks.md,
-//! eighth sitting), at ~15 MiB more resident.
+//! Ten minutes keeps the live set in huge pages under steady load and still
+//! hands memory back after a burst. mimalloc (v3) does not purge memory
+//! that has sat free for the delay: once the delay after a free has passed,
+//! it purges everything free at that moment, in 64 KiB pieces. Under steady
+//! load that is the allocator's slack, taken back and faulted in again once
+//! a delay — and each purge splits more huge pages. Ten seconds: ~35 page
+//! faults a second at 10k spans/s of tiny spans (4.54 against 4.09 CPU s
+//! per million over 100 s with a minute; docs/benchmarks.md, eighth
+//! sitting). A minute: a purge every minute, ~1.2 faults a second, huge
+//! pages down from 119 to 90 MiB of 117 MiB resident in three minutes; ten
+//! minutes: one fault in those three minutes, 120 MiB in huge pages
+//! throughout; CPU 0.92× and 0.63× in two 180 s rounds, one each way round
+//! (docs/benchmarks.md, thirteenth sitting).
 
 use std::ffi::OsString;
 use std::os::unix::process::CommandExt as _;
 
 /// The setting, as mimalloc reads it from the environment.
 pub const PURGE_DELAY_VAR: &str = "MIMALLOC_PURGE_DELAY";
-/// Milliseconds freed memory is kept before it goes back to the OS.
-pub const PURGE_DELAY_MS: &str = "60000";
+/// Milliseconds from a free until mimalloc hands back to the OS what is free then.
+pub const PURGE_DELAY_MS: &str = "600000";
 
 /// Makes sure the process runs with the purge delay set: mimalloc reads it
 /// from the environment, and the environment cannot be changed safely once
