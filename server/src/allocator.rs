@@ -13,15 +13,15 @@
 //! hands memory back after a burst. mimalloc (v3) does not purge memory
 //! that has sat free for the delay: once the delay after a free has passed,
 //! it purges everything free at that moment, in 64 KiB pieces. Under steady
-//! load that is the allocator's slack, taken back and faulted in again once
-//! a delay — and each purge splits more huge pages. Ten seconds: ~35 page
-//! faults a second at 10k spans/s of tiny spans (4.54 against 4.09 CPU s
-//! per million over 100 s with a minute; docs/benchmarks.md, eighth
+//! load that is the allocator's slack, taken back and faulted in again
+//! every delay, and each purge splits more huge pages. Ten seconds: ~35
+//! page faults a second at 10k spans/s of tiny spans (4.54 against 4.09
+//! CPU s per million over 100 s with a minute; docs/benchmarks.md, eighth
 //! sitting). A minute: a purge every minute, ~1.2 faults a second, huge
-//! pages down from 119 to 90 MiB of 117 MiB resident in three minutes; ten
-//! minutes: one fault in those three minutes, 120 MiB in huge pages
-//! throughout; CPU 0.92× and 0.63× in two 180 s rounds, one each way round
-//! (docs/benchmarks.md, thirteenth sitting).
+//! pages down from 116–118 to 86–88 MiB in under three minutes. Ten
+//! minutes: 1–2 faults in those minutes, 118–120 MiB in huge pages
+//! throughout; CPU 0.92× and 0.63× of a minute's in two 180 s rounds, one
+//! each way round (docs/benchmarks.md, thirteenth sitting).
 
 use std::ffi::OsString;
 use std::os::unix::process::CommandExt as _;
