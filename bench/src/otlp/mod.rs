@@ -6,6 +6,7 @@
 //!    `--secs`, rotel and flowscope (correlation on, storage off) alternately,
 //!    `--repeats` times each, the receiver pinned to core 1 and the generator
 //!    to core 0: CPU-seconds per million spans accepted and RSS, medians and ratios.
+//!    With `--together`, both at once in each round, side by side on core 1.
 //! 2. **ramp**: the same pinning, offered rate stepped up (`--ramp`), each step
 //!    `--ramp-secs`: the highest rate at which everything sent was accepted and,
 //!    for flowscope, counted as received with no drops. Drawn to `--chart`.
@@ -93,6 +94,14 @@ pub struct OtlpArgs {
     /// Do not pin the generator and the receiver to a core each.
     #[arg(long)]
     pub no_pin: bool,
+    /// Steady runs side by side, not alternately: in each round rotel and
+    /// flowscope run at the same time, each fed by its own generator, both
+    /// pinned to core 1 (the generators to core 0), their requests half a
+    /// request apart; which starts first changes every round (give an even
+    /// --repeats). A stretch of the machine running slow then falls on both
+    /// sides of every round's ratio.
+    #[arg(long)]
+    pub together: bool,
     /// Draw the ramp chart to this SVG file (docs/benchmarks.md's is
     /// `docs/benchmarks/otlp-ramp.svg`); none: no chart.
     #[arg(long)]
@@ -247,12 +256,24 @@ async fn steady(
         template.num_spans(),
         template.len()
     );
-    let (rotel, flowscope) = measure::alternate(
-        repeats,
-        |round| steady_run(args, Side::Rotel, template.clone(), transport, round),
-        |round| steady_run(args, Side::Flowscope, template.clone(), transport, round),
-    )
-    .await?;
+    let (rotel, flowscope) = if args.together {
+        let mut pairs = (Vec::new(), Vec::new());
+        for round in 0..repeats {
+            let (rotel, flowscope) = steady_pair(args, &template, transport, round)
+                .await
+                .with_context(|| format!("round {}", round + 1))?;
+            pairs.0.push(rotel);
+            pairs.1.push(flowscope);
+        }
+        pairs
+    } else {
+        measure::alternate(
+            repeats,
+            |round| steady_run(args, Side::Rotel, template.clone(), transport, round),
+            |round| steady_run(args, Side::Flowscope, template.clone(), transport, round),
+        )
+        .await?
+    };
     for run in &flowscope {
         anyhow::ensure!(
             run.counters.dropped == 0 && run.load.num_refused == 0,
@@ -302,47 +323,132 @@ async fn steady_run(
     round: usize,
 ) -> anyhow::Result<SteadyRun> {
     let mut receiver = Receiver::start(&args.spec(side, Storage::Off, true), round).await?;
+    let warmed = warm_up(args, &receiver, &template, transport).await?;
+    let run = measure_steady(args, &receiver, &template, warmed).await?;
+    receiver.stop().await?;
+    report_steady(&receiver, transport, round, &run);
+    Ok(run)
+}
+
+/// rotel and flowscope at the same time, each with its own generator
+/// (`--together`): one round's pair of runs, over the same seconds.
+///
+/// Their requests are due half a request apart, so that neither receiver
+/// is woken while the other is still answering (the one woken second would
+/// take the core from the first, mid-request, and leave its caches cold);
+/// which side starts and sends first changes every round.
+async fn steady_pair(
+    args: &OtlpArgs,
+    template: &Arc<Template>,
+    transport: Transport,
+    round: usize,
+) -> anyhow::Result<(SteadyRun, SteadyRun)> {
+    let sides = pair_order(round);
+    let mut first = Receiver::start(&args.spec(sides[0], Storage::Off, true), round).await?;
+    let mut second = Receiver::start(&args.spec(sides[1], Storage::Off, true), round).await?;
+    let (warm_first, warm_second) = tokio::try_join!(
+        warm_up(args, &first, template, transport),
+        warm_up(args, &second, template, transport),
+    )?;
+    let half_a_request = Duration::from_secs_f64(template.num_spans() as f64 / args.rate / 2.0);
+    let (run_first, run_second) =
+        tokio::try_join!(measure_steady(args, &first, template, warm_first), async {
+            tokio::time::sleep(half_a_request).await;
+            measure_steady(args, &second, template, warm_second).await
+        },)?;
+    first.stop().await?;
+    second.stop().await?;
+    report_steady(&first, transport, round, &run_first);
+    report_steady(&second, transport, round, &run_second);
+    Ok(match sides[0] {
+        Side::Rotel => (run_first, run_second),
+        Side::Flowscope => (run_second, run_first),
+    })
+}
+
+/// Which side of a `--together` round starts and sends first: rotel in
+/// the first round, flowscope in the second, and so on. The side started
+/// second runs ~10 % dearer with the same build in both seats (measured:
+/// docs/benchmarks.md, fourteenth sitting), so an even number of rounds
+/// gives both sides the same share of it.
+fn pair_order(round: usize) -> [Side; 2] {
+    if round.is_multiple_of(2) {
+        [Side::Rotel, Side::Flowscope]
+    } else {
+        [Side::Flowscope, Side::Rotel]
+    }
+}
+
+/// A receiver after its warm-up: the client that warmed it and where the
+/// measured load goes on from.
+struct Warmed {
+    client: Client,
+    first_seq: u64,
+    before: receiver::Counters,
+}
+
+/// Warms a running receiver up under the steady load.
+async fn warm_up(
+    args: &OtlpArgs,
+    receiver: &Receiver,
+    template: &Arc<Template>,
+    transport: Transport,
+) -> anyhow::Result<Warmed> {
     let addr = match transport {
         Transport::Grpc => receiver.grpc,
         Transport::Http => receiver.http,
     };
     let client = Client::connect(transport, addr).await?;
-    let warm = Load {
-        spans_per_sec: args.rate,
-        duration: Duration::from_secs(args.warm_secs),
-        max_in_flight: generator::DEFAULT_MAX_IN_FLIGHT,
-        first_seq: 0,
-    };
-    let warmed = generator::run(&client, &template, warm).await?;
-    let before = receiver.counters().await?;
-    let load = Load {
-        duration: Duration::from_secs(args.secs),
+    let warmed = generator::run(&client, template, steady_load(args, args.warm_secs, 0)).await?;
+    Ok(Warmed {
+        client,
         first_seq: warmed.num_requests,
-        ..warm
-    };
-    let (report, usage) = measured_load(&receiver, &client, &template, load).await?;
-    let after = settled_counters(&receiver).await?;
-    receiver.stop().await?;
+        before: receiver.counters().await?,
+    })
+}
+
+fn steady_load(args: &OtlpArgs, secs: u64, first_seq: u64) -> Load {
+    Load {
+        spans_per_sec: args.rate,
+        duration: Duration::from_secs(secs),
+        max_in_flight: generator::DEFAULT_MAX_IN_FLIGHT,
+        first_seq,
+    }
+}
+
+/// Measures a warmed receiver under the steady load.
+async fn measure_steady(
+    args: &OtlpArgs,
+    receiver: &Receiver,
+    template: &Arc<Template>,
+    warmed: Warmed,
+) -> anyhow::Result<SteadyRun> {
+    let load = steady_load(args, args.secs, warmed.first_seq);
+    let (report, usage) = measured_load(receiver, &warmed.client, template, load).await?;
+    let after = settled_counters(receiver).await?;
     let counters = receiver::Counters {
-        received: after.received - before.received,
-        dropped: after.dropped - before.dropped,
+        received: after.received - warmed.before.received,
+        dropped: after.dropped - warmed.before.dropped,
         ..after
     };
-    eprintln!(
-        "  {} {:?} round {}: {:.2} CPU s, {} spans ok of {}, peak RSS {:.1} MiB",
-        side.name(),
-        transport,
-        round + 1,
-        usage.cpu_secs,
-        report.spans_ok,
-        report.spans_sent,
-        usage.peak_rss_bytes as f64 / 1048576.0
-    );
     Ok(SteadyRun {
         usage,
         load: report,
         counters,
     })
+}
+
+fn report_steady(receiver: &Receiver, transport: Transport, round: usize, run: &SteadyRun) {
+    eprintln!(
+        "  {} {:?} round {}: {:.2} CPU s, {} spans ok of {}, peak RSS {:.1} MiB",
+        receiver.side.name(),
+        transport,
+        round + 1,
+        run.usage.cpu_secs,
+        run.load.spans_ok,
+        run.load.spans_sent,
+        run.usage.peak_rss_bytes as f64 / MIB
+    );
 }
 
 /// Runs a load while measuring the receiver's CPU and RSS over exactly that window.
@@ -382,4 +488,22 @@ fn now_unix_nanos() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn together_rounds_take_turns_at_starting_first() {
+        let firsts: Vec<Side> = (0..4).map(|round| pair_order(round)[0]).collect();
+        assert_eq!(
+            firsts,
+            [Side::Rotel, Side::Flowscope, Side::Rotel, Side::Flowscope]
+        );
+        for round in 0..4 {
+            let [a, b] = pair_order(round);
+            assert_ne!(a, b, "round {round} runs both sides");
+        }
+    }
 }
