@@ -140,7 +140,8 @@ pub fn quantile(values: &[f64], q: f64) -> f64 {
 }
 
 /// How the ratio (ours ÷ the peer's) spread over the rounds of an alternation,
-/// each round's run of ours set against the peer's run just before it.
+/// each round's run of ours set against the peer's run of the same round (just
+/// before it when alternating, beside it with `--together`).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct RoundRatios {
     pub median: f64,

@@ -256,6 +256,12 @@ async fn steady(
         template.num_spans(),
         template.len()
     );
+    if args.together && !repeats.is_multiple_of(2) {
+        eprintln!(
+            "note: --together with an odd --repeats ({repeats}): rotel starts first in one \
+             round more than flowscope (the side started second runs ~10 % dearer)"
+        );
+    }
     let (rotel, flowscope) = if args.together {
         let mut pairs = (Vec::new(), Vec::new());
         for round in 0..repeats {
@@ -355,7 +361,7 @@ async fn steady_pair(
         tokio::try_join!(measure_steady(args, &first, template, warm_first), async {
             tokio::time::sleep(half_a_request).await;
             measure_steady(args, &second, template, warm_second).await
-        },)?;
+        })?;
     first.stop().await?;
     second.stop().await?;
     report_steady(&first, transport, round, &run_first);
