@@ -1,14 +1,14 @@
 //! Why an export was refused, and how each transport tells the client.
 //!
 //! The one mapping to gRPC is `From<OtlpError> for tonic::Status`; the one
-//! mapping to HTTP is [`OtlpError::http_response`] (and `IntoResponse`, in
-//! JSON). As OTLP prescribes, an overloaded or stopping receiver answers with
+//! mapping to HTTP is [`OtlpError::http_response`]. As OTLP prescribes, an overloaded or stopping receiver answers with
 //! a retryable code (`UNAVAILABLE`, HTTP 503 with `Retry-After`), bad input
 //! with a non-retryable one.
 
-use axum::http::{HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use http::{HeaderValue, StatusCode, header};
+use http_body_util::Full;
 use prost::Message as _;
+use prost::bytes::Bytes;
 
 use super::convert::ConvertError;
 use super::http::WireFormat;
@@ -27,6 +27,9 @@ pub enum OtlpError {
     /// The body is not a valid OTLP export request.
     #[error("could not decode the export request: {0}; send an OTLP ExportTraceServiceRequest")]
     Decode(String),
+    /// The HTTP body is compressed in a way not understood.
+    #[error("unsupported content encoding {0:?}: send OTLP with gzip, deflate or no compression")]
+    UnsupportedEncoding(String),
     /// The HTTP body is neither protobuf nor JSON.
     #[error(
         "unsupported content type {0:?}: send OTLP as application/x-protobuf or application/json"
@@ -98,6 +101,7 @@ impl From<OtlpError> for tonic::Status {
             OtlpError::Decode(_)
             | OtlpError::UnsupportedContentType(_)
             | OtlpError::InvalidSpan(_) => tonic::Status::invalid_argument(message),
+            OtlpError::UnsupportedEncoding(_) => tonic::Status::unimplemented(message),
             OtlpError::TooLarge { .. } | OtlpError::TooManySpans { .. } => {
                 tonic::Status::resource_exhausted(message)
             }
@@ -122,7 +126,9 @@ impl OtlpError {
     pub fn http_status(&self) -> StatusCode {
         match self {
             OtlpError::Decode(_) | OtlpError::InvalidSpan(_) => StatusCode::BAD_REQUEST,
-            OtlpError::UnsupportedContentType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            OtlpError::UnsupportedContentType(_) | OtlpError::UnsupportedEncoding(_) => {
+                StatusCode::UNSUPPORTED_MEDIA_TYPE
+            }
             OtlpError::TooLarge { .. } | OtlpError::TooManySpans { .. } => {
                 StatusCode::PAYLOAD_TOO_LARGE
             }
@@ -131,24 +137,10 @@ impl OtlpError {
     }
 
     /// The HTTP answer, its `google.rpc.Status` body in the request's format.
-    pub(crate) fn http_response(self, format: WireFormat) -> Response {
+    pub(crate) fn http_response(self, format: WireFormat) -> HttpResponse {
         let status = self.http_status();
-        let rpc = RpcStatus {
-            code: tonic::Status::from(self.clone()).code() as i32,
-            message: self.to_string(),
-        };
-        let body = match format {
-            WireFormat::Protobuf => rpc.encode_to_vec(),
-            WireFormat::Json => serde_json::json!({ "code": rpc.code, "message": rpc.message })
-                .to_string()
-                .into_bytes(),
-        };
-        let mut response = (
-            status,
-            [(header::CONTENT_TYPE, format.content_type())],
-            body,
-        )
-            .into_response();
+        let code = tonic::Status::from(self.clone()).code();
+        let mut response = status_response(status, code, self.to_string(), format);
         if status == StatusCode::SERVICE_UNAVAILABLE {
             response.headers_mut().insert(
                 header::RETRY_AFTER,
@@ -159,11 +151,33 @@ impl OtlpError {
     }
 }
 
-/// Answers in JSON, for errors found before the request's format is known.
-impl IntoResponse for OtlpError {
-    fn into_response(self) -> Response {
-        self.http_response(WireFormat::Json)
-    }
+/// An OTLP/HTTP answer.
+pub(crate) type HttpResponse = http::Response<Full<Bytes>>;
+
+/// An HTTP answer whose body is a `google.rpc.Status` in `format`.
+pub(crate) fn status_response(
+    status: StatusCode,
+    code: tonic::Code,
+    message: String,
+    format: WireFormat,
+) -> HttpResponse {
+    let rpc = RpcStatus {
+        code: code as i32,
+        message,
+    };
+    let body = match format {
+        WireFormat::Protobuf => rpc.encode_to_vec(),
+        WireFormat::Json => serde_json::json!({ "code": rpc.code, "message": rpc.message })
+            .to_string()
+            .into_bytes(),
+    };
+    let mut response = http::Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(format.content_type()),
+    );
+    response
 }
 
 #[cfg(test)]
@@ -184,7 +198,7 @@ mod tests {
         assert_eq!(status.code(), tonic::Code::InvalidArgument);
         assert!(status.message().contains("bad wire type"));
 
-        let response = OtlpError::Overloaded.into_response();
+        let response = OtlpError::Overloaded.http_response(WireFormat::Json);
         assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(response.headers()[header::RETRY_AFTER], "1");
         let response = OtlpError::TooLarge { limit: 10 }.http_response(WireFormat::Protobuf);

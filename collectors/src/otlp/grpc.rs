@@ -21,26 +21,23 @@
 //! [PROTOCOL-HTTP2]: https://github.com/grpc/grpc/blob/master/doc/PROTOCOL-HTTP2.md
 
 use std::convert::Infallible;
-use std::io::{self, Read as _};
-use std::net::SocketAddr;
+use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use std::time::Duration;
 
 use http::header::{CONTENT_TYPE, HeaderValue};
 use http::{HeaderMap, Method, Request, Response, StatusCode};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt as _;
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
-use prost::bytes::{Buf as _, BufMut as _, Bytes, BytesMut};
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use prost::bytes::{Buf as _, Bytes};
 use tokio::net::TcpListener;
-use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use super::body::{Compression, Received, inflate};
 use super::config::OtlpConfig;
-use super::error::{OtlpError, Result};
+use super::error::OtlpError;
 use crate::pipeline::ObservationSender;
 
 /// The one method served.
@@ -49,10 +46,6 @@ const EXPORT_PATH: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/
 const PREFIX_BYTES: usize = 5;
 /// An empty `ExportTraceServiceResponse`, prefixed: uncompressed, 0 bytes.
 const EMPTY_RESPONSE: [u8; PREFIX_BYTES] = [0; PREFIX_BYTES];
-/// A pause after a failed `accept` (out of file descriptors, say) before the next.
-const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
-/// How long requests in flight get to finish once shutdown begins.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 /// The gRPC trace service over one observation sender.
 #[derive(Debug, Clone)]
@@ -77,59 +70,17 @@ pub async fn serve(
     // No `date` header: gRPC clients do not read it, and a value that
     // changes every second is encoded afresh into each answer's headers.
     http2.timer(TokioTimer::new()).auto_date_header(false);
-    let graceful = GracefulShutdown::new();
-    let mut connections = JoinSet::new();
-    loop {
-        let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(err) => {
-                    tracing::warn!(error = %err, "otlp grpc: could not accept a connection");
-                    tokio::time::sleep(ACCEPT_PAUSE).await;
-                    continue;
-                }
-            },
-            Some(_) = connections.join_next(), if !connections.is_empty() => continue,
-            () = shutdown.cancelled() => break,
-        };
-        // Answers are small and written whole: no need to wait for more.
-        let _ = stream.set_nodelay(true);
+    super::listen::accept_loop("grpc", listener, shutdown, move |io| {
         let service = service.clone();
-        let connection = http2.serve_connection(
-            TokioIo::new(stream),
+        http2.serve_connection(
+            io,
             hyper::service::service_fn(move |request| {
                 let service = service.clone();
                 async move { Ok::<_, Infallible>(service.export(request).await) }
             }),
-        );
-        let connection = graceful.watch(connection);
-        connections.spawn(async move {
-            if let Err(err) = connection.await {
-                log_connection_error(peer, &err);
-            }
-        });
-    }
-    drop(listener);
-    // Each connection is told to stop (GOAWAY) and finishes its requests in
-    // flight; one that has not within the grace period is cut, so that its
-    // sender is dropped and the pipeline can drain.
-    if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown())
-        .await
-        .is_err()
-    {
-        tracing::warn!(
-            connections = connections.len(),
-            "otlp grpc: connections still busy after {SHUTDOWN_GRACE:?} of shutdown; closing them"
-        );
-    }
-    connections.shutdown().await;
-    Ok(())
-}
-
-/// A connection that ends in an error is the client's business (it went
-/// away, or did not speak HTTP/2): worth a line at DEBUG only.
-fn log_connection_error(peer: SocketAddr, err: &hyper::Error) {
-    tracing::debug!(%peer, error = %err, "otlp grpc connection ended with an error");
+        )
+    })
+    .await
 }
 
 impl TraceService {
@@ -187,7 +138,8 @@ impl TraceService {
         let heavy = message.len().saturating_mul(weight) > super::BLOCKING_DECODE_BYTES;
         let observations = super::run_cpu_bound(heavy, move || {
             if compressed {
-                super::read(&gunzip(&message, limit)?)
+                let inflated = inflate(Compression::Gzip, &message, limit, "the gRPC message")?;
+                super::read(&inflated)
             } else {
                 super::read(&message)
             }
@@ -250,7 +202,15 @@ async fn read_message(
         let Ok(data) = frame.into_data() else {
             continue; // trailers: none expected, nothing in them for us
         };
-        received = received.push(data, limit);
+        // Two frames are joined into room for the whole prefixed message
+        // when the prefix is in (its declared size, never past the limit).
+        let head = received.as_slice();
+        let room = if head.len() >= PREFIX_BYTES {
+            PREFIX_BYTES + declared_length(head).min(limit)
+        } else {
+            0
+        };
+        received = received.push(data, room);
         let bytes = received.as_slice();
         if bytes.len() >= PREFIX_BYTES {
             let declared = declared_length(bytes);
@@ -294,71 +254,6 @@ async fn read_message(
 /// The message length its prefix declares (`bytes` holds the prefix at least).
 fn declared_length(bytes: &[u8]) -> usize {
     u32::from_be_bytes([bytes[1], bytes[2], bytes[3], bytes[4]]) as usize
-}
-
-/// A request body's bytes so far: none, one frame's (not copied), or
-/// several frames joined into one buffer.
-enum Received {
-    Nothing,
-    One(Bytes),
-    Joined(BytesMut),
-}
-
-impl Received {
-    /// With the next frame's bytes. The buffer two frames are joined into
-    /// has room for the whole prefixed message when the prefix is already
-    /// in (its declared size, never past the limit).
-    fn push(self, data: Bytes, limit: usize) -> Self {
-        match self {
-            Received::Nothing => Received::One(data),
-            Received::One(head) => {
-                let seen = head.len() + data.len();
-                let capacity = if head.len() >= PREFIX_BYTES {
-                    (PREFIX_BYTES + declared_length(&head).min(limit)).max(seen)
-                } else {
-                    seen
-                };
-                let mut buffer = BytesMut::with_capacity(capacity);
-                buffer.put(head);
-                buffer.put(data);
-                Received::Joined(buffer)
-            }
-            Received::Joined(mut buffer) => {
-                buffer.put(data);
-                Received::Joined(buffer)
-            }
-        }
-    }
-
-    fn as_slice(&self) -> &[u8] {
-        match self {
-            Received::Nothing => &[],
-            Received::One(data) => data,
-            Received::Joined(buffer) => buffer,
-        }
-    }
-
-    fn into_bytes(self) -> Bytes {
-        match self {
-            Received::Nothing => Bytes::new(),
-            Received::One(data) => data,
-            Received::Joined(buffer) => buffer.freeze(),
-        }
-    }
-}
-
-/// The decompressed message, refused as soon as it passes `limit` bytes (a
-/// small gzip bomb never inflates in memory).
-fn gunzip(message: &[u8], limit: usize) -> Result<Vec<u8>> {
-    let mut inflated = Vec::with_capacity(message.len().saturating_mul(4).min(limit));
-    flate2::read::GzDecoder::new(message)
-        .take(limit as u64 + 1)
-        .read_to_end(&mut inflated)
-        .map_err(|err| OtlpError::Decode(format!("could not gunzip the gRPC message ({err})")))?;
-    if inflated.len() > limit {
-        return Err(OtlpError::TooLarge { limit });
-    }
-    Ok(inflated)
 }
 
 /// The answer to an accepted export.
@@ -424,24 +319,5 @@ mod tests {
         assert!(!is_grpc(&headers("application/grpc-web")));
         assert!(!is_grpc(&headers("application/json")));
         assert!(!is_grpc(&HeaderMap::new()));
-    }
-
-    #[test]
-    fn gunzip_stops_at_the_limit() {
-        use std::io::Write as _;
-        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
-        encoder.write_all(&vec![0u8; 1 << 20]).unwrap();
-        let bomb = encoder.finish().unwrap();
-        assert_eq!(gunzip(&bomb, 1 << 20).unwrap().len(), 1 << 20);
-        assert_eq!(
-            gunzip(&bomb, (1 << 20) - 1),
-            Err(OtlpError::TooLarge {
-                limit: (1 << 20) - 1
-            })
-        );
-        assert!(matches!(
-            gunzip(b"not gzip", 100),
-            Err(OtlpError::Decode(_))
-        ));
     }
 }

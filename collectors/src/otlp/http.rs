@@ -1,28 +1,38 @@
-//! OTLP/HTTP: `POST /v1/traces`, protobuf or JSON, gzip or plain.
+//! OTLP/HTTP: `POST /v1/traces`, protobuf or JSON, gzip, deflate or plain.
 //!
-//! `export` → `export_inner` → read the body (bounded) → decode → convert →
-//! send. The body limit applies to the decompressed bytes, read a chunk at a
-//! time, so a small gzip bomb is refused after `max_request_bytes`, never
-//! inflated in memory. The answer is in the request's format.
+//! [`serve`] runs HTTP/1.1 (hyper) on the listener and answers the one
+//! route itself: `export` → read the body (bounded) → inflate it (bounded)
+//! → decode → convert → send. Served by hand, like the gRPC side, rather
+//! than through a router and a decompression layer: a body that arrives in
+//! one piece is read where it lies, and a request costs no routing, boxed
+//! bodies or layers (they were about a twentieth of the CPU of receiving
+//! small exports).
+//!
+//! The size limit applies to the body as sent and again to the inflated
+//! bytes, read a chunk at a time, so a small gzip bomb is refused after
+//! `max_request_bytes`, never inflated in memory. The answer is in the
+//! request's format; an answer to a request of neither format is in JSON.
 
-use std::sync::Arc;
+use std::convert::Infallible;
+use std::io;
 
-use axum::Router;
-use axum::body::Body;
-use axum::extract::{Request, State};
-use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::{IntoResponse, Response};
-use axum::routing::post;
-use futures_util::StreamExt as _;
-use opentelemetry_proto::tonic::collector::trace::v1::{
-    ExportTraceServiceRequest, ExportTraceServiceResponse,
-};
-use prost::Message as _;
-use tower_http::decompression::RequestDecompressionLayer;
+use http::header::{self, HeaderMap, HeaderValue};
+use http::{Method, Request, StatusCode};
+use http_body_util::{BodyExt as _, Full};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioTimer;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use prost::bytes::Bytes;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
 
+use super::body::{Compression, Received, inflate};
 use super::config::OtlpConfig;
-use super::error::{OtlpError, Result};
+use super::error::{HttpResponse, OtlpError, Result, status_response};
 use crate::pipeline::ObservationSender;
+
+/// The one route served.
+pub const TRACES_PATH: &str = "/v1/traces";
 
 /// The two encodings OTLP/HTTP allows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,60 +71,145 @@ impl WireFormat {
     }
 }
 
-#[derive(Debug)]
-struct HttpState {
+/// The OTLP/HTTP trace route over one observation sender.
+#[derive(Debug, Clone)]
+struct TraceRoute {
     sender: ObservationSender,
     max_request_bytes: usize,
 }
 
-/// The OTLP/HTTP routes (`POST /v1/traces`), gzip request bodies accepted.
-pub fn router(sender: ObservationSender, config: &OtlpConfig) -> Router {
-    let state = Arc::new(HttpState {
+/// Serves OTLP/HTTP on `listener` until `shutdown` is cancelled, then stops
+/// accepting, lets the requests in flight finish and returns.
+pub async fn serve(
+    listener: TcpListener,
+    sender: ObservationSender,
+    config: &OtlpConfig,
+    shutdown: CancellationToken,
+) -> io::Result<()> {
+    let route = TraceRoute {
         sender,
         max_request_bytes: config.max_request_bytes,
-    });
-    Router::new()
-        .route("/v1/traces", post(export))
-        .layer(RequestDecompressionLayer::new())
-        .with_state(state)
-}
-
-async fn export(State(state): State<Arc<HttpState>>, request: Request) -> Response {
-    let format = match WireFormat::from_headers(request.headers()) {
-        Ok(format) => format,
-        Err(err) => {
-            super::log_refusal("http", &err);
-            return err.into_response();
-        }
     };
-    match export_inner(&state, format, request).await {
-        Ok(()) => success(format),
-        Err(err) => {
-            super::log_refusal("http", &err);
-            err.http_response(format)
+    let mut http1 = hyper::server::conn::http1::Builder::new();
+    // The timer bounds how long a client may take to send its headers.
+    http1.timer(TokioTimer::new());
+    super::listen::accept_loop("http", listener, shutdown, move |io| {
+        let route = route.clone();
+        http1.serve_connection(
+            io,
+            hyper::service::service_fn(move |request| {
+                let route = route.clone();
+                async move { Ok::<_, Infallible>(route.answer(request).await) }
+            }),
+        )
+    })
+    .await
+}
+
+impl TraceRoute {
+    async fn answer(self, request: Request<Incoming>) -> HttpResponse {
+        if request.uri().path() != TRACES_PATH {
+            return not_served(&request);
+        }
+        if request.method() != Method::POST {
+            let mut response = status_response(
+                StatusCode::METHOD_NOT_ALLOWED,
+                tonic::Code::Unimplemented,
+                format!(
+                    "{} {TRACES_PATH} is not served: send OTLP traces with POST",
+                    request.method()
+                ),
+                WireFormat::Json,
+            );
+            let allow = HeaderValue::from_static("POST");
+            response.headers_mut().insert(header::ALLOW, allow);
+            return response;
+        }
+        let format = match WireFormat::from_headers(request.headers()) {
+            Ok(format) => format,
+            Err(err) => {
+                super::log_refusal("http", &err);
+                return err.http_response(WireFormat::Json);
+            }
+        };
+        match self.export(format, request).await {
+            Ok(()) => success(format),
+            Err(err) => {
+                super::log_refusal("http", &err);
+                err.http_response(format)
+            }
         }
     }
-}
 
-async fn export_inner(state: &HttpState, format: WireFormat, request: Request) -> Result<()> {
-    let limit = state.max_request_bytes;
-    if content_length(request.headers()).is_some_and(|len| len > limit) {
-        return Err(OtlpError::TooLarge { limit });
+    async fn export(&self, format: WireFormat, request: Request<Incoming>) -> Result<()> {
+        let limit = self.max_request_bytes;
+        let compression = compression(request.headers())?;
+        let declared = content_length(request.headers());
+        if declared.is_some_and(|len| len > limit) {
+            return Err(OtlpError::TooLarge { limit });
+        }
+        let room = declared.unwrap_or(0);
+        let body = read_body(request.into_body(), room, limit).await?;
+        // Compressed bytes inflate several times over: such a body is heavy sooner.
+        let weight = if compression.is_some() { 8 } else { 1 };
+        let heavy = body.len().saturating_mul(weight) > super::BLOCKING_DECODE_BYTES;
+        let observations = super::run_cpu_bound(heavy, move || {
+            let inflated;
+            let bytes = match compression {
+                None => &body[..],
+                Some(compression) => {
+                    inflated = inflate(compression, &body, limit, "the request body")?;
+                    &inflated[..]
+                }
+            };
+            match format {
+                WireFormat::Protobuf => super::read(bytes),
+                WireFormat::Json => super::convert(decode_json(bytes)?),
+            }
+        })
+        .await?;
+        let num_spans = observations.len();
+        self.sender.send_batch(observations)?;
+        tracing::trace!(num_spans, "otlp http export accepted");
+        Ok(())
     }
-    let body = read_body(request.into_body(), limit).await?;
-    let heavy = body.len() > super::BLOCKING_DECODE_BYTES;
-    let observations = super::run_cpu_bound(heavy, move || match format {
-        WireFormat::Protobuf => super::read(&body),
-        WireFormat::Json => super::convert(decode_json(&body)?),
-    })
-    .await?;
-    let num_spans = observations.len();
-    state.sender.send_batch(observations)?;
-    tracing::trace!(num_spans, "otlp http export accepted");
-    Ok(())
 }
 
-/// The declared body size; with gzip it is gone (the decompression layer removes it).
+/// 404 for any other path, saying what is served.
+fn not_served(request: &Request<Incoming>) -> HttpResponse {
+    let path = request.uri().path();
+    let message = format!(
+        "{path} is not served here: flowscope receives OTLP traces at POST {TRACES_PATH} \
+         (metrics and logs are not received)"
+    );
+    status_response(
+        StatusCode::NOT_FOUND,
+        tonic::Code::Unimplemented,
+        message,
+        WireFormat::Json,
+    )
+}
+
+/// The body's compression, from `Content-Encoding` (none, or `identity`: none).
+fn compression(headers: &HeaderMap) -> Result<Option<Compression>> {
+    let Some(value) = headers.get(header::CONTENT_ENCODING) else {
+        return Ok(None);
+    };
+    let coding = value.as_bytes().trim_ascii();
+    if coding.is_empty() || coding.eq_ignore_ascii_case(b"identity") {
+        Ok(None)
+    } else if coding.eq_ignore_ascii_case(b"gzip") || coding.eq_ignore_ascii_case(b"x-gzip") {
+        Ok(Some(Compression::Gzip))
+    } else if coding.eq_ignore_ascii_case(b"deflate") {
+        Ok(Some(Compression::Deflate))
+    } else {
+        Err(OtlpError::UnsupportedEncoding(
+            String::from_utf8_lossy(coding).into_owned(),
+        ))
+    }
+}
+
+/// The declared body size, if any.
 fn content_length(headers: &HeaderMap) -> Option<usize> {
     headers
         .get(header::CONTENT_LENGTH)?
@@ -124,19 +219,23 @@ fn content_length(headers: &HeaderMap) -> Option<usize> {
         .ok()
 }
 
-/// The whole (decompressed) body, refused as soon as it passes `limit` bytes.
-async fn read_body(body: Body, limit: usize) -> Result<Vec<u8>> {
-    let mut stream = body.into_data_stream();
-    let mut bytes = Vec::new();
-    while let Some(chunk) = stream.next().await {
-        let chunk =
-            chunk.map_err(|err| OtlpError::Decode(format!("could not read the body ({err})")))?;
-        if bytes.len() + chunk.len() > limit {
+/// The whole body as sent, refused as soon as it passes `limit` bytes; a
+/// body in one frame is not copied, one in several is joined into a buffer
+/// of `room` bytes (its declared size) or more.
+async fn read_body(mut body: Incoming, room: usize, limit: usize) -> Result<Bytes> {
+    let mut received = Received::Nothing;
+    while let Some(frame) = body.frame().await {
+        let frame =
+            frame.map_err(|err| OtlpError::Decode(format!("could not read the body ({err})")))?;
+        let Ok(data) = frame.into_data() else {
+            continue; // trailers: nothing in them for us
+        };
+        if received.as_slice().len() + data.len() > limit {
             return Err(OtlpError::TooLarge { limit });
         }
-        bytes.extend_from_slice(&chunk);
+        received = received.push(data, room);
     }
-    Ok(bytes)
+    Ok(received.into_bytes())
 }
 
 fn decode_json(body: &[u8]) -> Result<ExportTraceServiceRequest> {
@@ -144,24 +243,24 @@ fn decode_json(body: &[u8]) -> Result<ExportTraceServiceRequest> {
         .map_err(|err| OtlpError::Decode(format!("invalid OTLP/JSON ({err})")))
 }
 
-/// 200 with an empty `ExportTraceServiceResponse` in the request's format.
-fn success(format: WireFormat) -> Response {
+/// 200 with an empty `ExportTraceServiceResponse` in the request's format
+/// (empty in protobuf, `{}` in JSON).
+fn success(format: WireFormat) -> HttpResponse {
     let body = match format {
-        WireFormat::Protobuf => ExportTraceServiceResponse::default().encode_to_vec(),
-        WireFormat::Json => b"{}".to_vec(),
+        WireFormat::Protobuf => Bytes::new(),
+        WireFormat::Json => Bytes::from_static(b"{}"),
     };
-    (
-        StatusCode::OK,
-        [(header::CONTENT_TYPE, format.content_type())],
-        body,
-    )
-        .into_response()
+    let mut response = http::Response::new(Full::new(body));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(format.content_type()),
+    );
+    response
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use axum::http::HeaderValue;
 
     #[test]
     fn content_types_are_read_leniently_and_others_refused() {

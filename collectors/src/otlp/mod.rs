@@ -9,7 +9,8 @@
 //! |---|---|
 //! | [`config`] | [`OtlpConfig`]: addresses and the request size limit |
 //! | [`grpc`] | OTLP/gRPC on :4317, `TraceService/Export` served on HTTP/2 by hand, gzip accepted |
-//! | [`http`] | OTLP/HTTP on :4318, `POST /v1/traces`, protobuf or JSON, gzip accepted |
+//! | [`http`] | OTLP/HTTP on :4318, `POST /v1/traces` served on HTTP/1.1 by hand, protobuf or JSON, gzip or deflate accepted |
+//! | `listen`, `body` | what both transports share: the accept loop and graceful shutdown; reading and inflating a body |
 //! | [`wire`] | [`spans_from_protobuf`]: an encoded export request → `Observation::Span`s, read straight from the bytes |
 //! | [`convert`] | [`spans_from_otlp`]: a decoded export request (OTLP/JSON) → `Observation::Span`s |
 //! | [`error`] | [`OtlpError`] and its one mapping to each transport |
@@ -20,11 +21,13 @@
 //! `Retry-After`), so the exporter keeps the spans and sends them again; the
 //! refused spans are counted as `flowscope_observations_dropped_total{source="otlp"}`.
 
+mod body;
 pub mod config;
 pub mod convert;
 pub mod error;
 pub mod grpc;
 pub mod http;
+mod listen;
 pub mod wire;
 #[cfg(test)]
 mod wire_tests;
@@ -71,8 +74,7 @@ impl OtlpReceiver {
         let (grpc_addr, http_addr) = (grpc.local_addr()?, http.local_addr()?);
         tracing::info!(%grpc_addr, %http_addr, "otlp receiver listening");
         let grpc_server = grpc::serve(grpc, self.sender.clone(), &self.config, shutdown.clone());
-        let http_server = axum::serve(http, http::router(self.sender, &self.config))
-            .with_graceful_shutdown(shutdown.cancelled_owned());
+        let http_server = http::serve(http, self.sender, &self.config, shutdown);
         let grpc_server = async move {
             grpc_server.await.map_err(|err| {
                 io::Error::new(
