@@ -35,9 +35,14 @@ impl Correlator {
         let mut seen = 0u64;
         for chunk in batch.chunks(128) {
             let mut keys: SmallVec<[IdentKey; 256]> = SmallVec::new();
+            // A trace's spans come together: its entry is fetched once.
+            let mut last_trace = None;
             for observation in chunk {
                 if let Observation::Span(span) = observation {
-                    keys.push(self.keys.key(&IdentRef::Trace(span.trace_id)));
+                    if last_trace != Some(span.trace_id) {
+                        keys.push(self.keys.key(&IdentRef::Trace(span.trace_id)));
+                        last_trace = Some(span.trace_id);
+                    }
                     if let Some(id) = span.messaging.as_ref().and_then(|m| m.message_id()) {
                         keys.push(self.keys.key(&IdentRef::Message(Cow::Borrowed(id))));
                     }

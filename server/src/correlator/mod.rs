@@ -100,6 +100,11 @@ pub struct Correlator {
     /// with their ids (a slot may hold another flow by then).
     new_hops: Vec<(Slot, FlowId)>,
     removed: Vec<String>,
+    /// The last observation known by its trace alone: that trace, its
+    /// flow's slot, and [`Flows::removals`] then. Exporters send a trace's
+    /// spans together: while no flow has left since, the next span of that
+    /// trace is in that flow without hashing its trace id and looking it up.
+    last_trace: Option<(TraceId, Slot, u64)>,
 }
 
 impl Correlator {
@@ -123,6 +128,7 @@ impl Correlator {
             tally: Tally::default(),
             new_hops: Vec::new(),
             removed: Vec::new(),
+            last_trace: None,
         })
     }
 
@@ -215,6 +221,30 @@ impl Correlator {
     /// Runs once per observation: its identifiers are hashed to their keys
     /// once, and nothing is copied.
     fn flow_for(&mut self, ids: &[IdentRef<'_>], at: i64) -> &mut FlowState {
+        let trace_alone = match ids {
+            [ident @ IdentRef::Trace(trace)] if !ident.is_empty() => Some(*trace),
+            _ => None,
+        };
+        let removals = self.flows.removals();
+        let target = match (trace_alone, self.last_trace) {
+            (Some(trace), Some((last, slot, then))) if trace == last && then == removals => slot,
+            _ => self.find_or_make(ids, at),
+        };
+        if let Some(trace) = trace_alone {
+            self.last_trace = Some((trace, target, self.flows.removals()));
+        }
+        let flow = self.flows.get_mut(target).expect("target flow exists");
+        if !flow.pending {
+            flow.pending = true;
+            self.changed.push(target);
+        }
+        flow
+    }
+
+    /// The slot of the flow an observation with these identifiers is in:
+    /// found by them (flows they join merged), or new; the index points
+    /// each of them there.
+    fn find_or_make(&mut self, ids: &[IdentRef<'_>], at: i64) -> Slot {
         let keyed: SmallVec<[(IdentKey, Option<TraceId>); 6]> = ids
             .iter()
             .filter(|i| !i.is_empty())
@@ -261,10 +291,6 @@ impl Correlator {
             _ => self.merge(&found),
         };
         let flow = self.flows.get_mut(target).expect("target flow exists");
-        if !flow.pending {
-            flow.pending = true;
-            self.changed.push(target);
-        }
         for ((key, trace), owner) in keyed.into_iter().zip(owners) {
             if owner == Some(target) {
                 continue;
@@ -275,7 +301,7 @@ impl Correlator {
                 flow.keep_key(key, trace);
             }
         }
-        flow
+        target
     }
 
     /// Merges flows into the oldest of them; returns its slot.

@@ -33,6 +33,10 @@ pub struct Flows {
     /// likely still in the caches).
     free: Vec<Slot>,
     by_id: HashMap<FlowId, Slot>,
+    /// Flows taken out so far: what was found of a slot before is still
+    /// true while this has not moved (identifiers leave the index, and
+    /// slots are taken again, only when a flow is taken out).
+    removals: u64,
 }
 
 impl Flows {
@@ -54,6 +58,11 @@ impl Flows {
     /// The flow in a slot, to change.
     pub fn get_mut(&mut self, slot: Slot) -> Option<&mut FlowState> {
         self.slots.get_mut(slot as usize)?.as_deref_mut()
+    }
+
+    /// Flows taken out so far ([`Flows::remove`]).
+    pub fn removals(&self) -> u64 {
+        self.removals
     }
 
     /// The slot of a live flow.
@@ -83,6 +92,7 @@ impl Flows {
     /// Takes a flow out; its slot is free to take again.
     pub fn remove(&mut self, slot: Slot) -> Option<Box<FlowState>> {
         let flow = self.slots.get_mut(slot as usize)?.take()?;
+        self.removals += 1;
         self.by_id.remove(&flow.id);
         self.free.push(slot);
         Some(flow)

@@ -269,3 +269,65 @@ fn a_flow_let_go_and_seen_again_before_the_take_is_told_once() {
     assert_eq!(changes.updated[0].spans.len(), 1, "the flow as seen again");
     assert!(c.take_changes(t + 6).updated.is_empty());
 }
+
+#[test]
+fn a_trace_seen_again_after_flows_left_or_merged_is_found_where_it_is_now() {
+    // Spans known by their trace alone skip the lookup while no flow has
+    // left since the last one of that trace: a flow leaving frees a slot
+    // another flow may take, a merge moves the trace.
+    let mut c = Correlator::new(CorrelationConfig {
+        max_live_flows: 1,
+        ..Default::default()
+    })
+    .unwrap();
+    let t = 1_795_000_000 * SECOND;
+    let find = |c: &Correlator, trace: u8| c.find(&TraceId([trace; 16]).to_string());
+    let one_trace_each = |c: &Correlator| {
+        c.flows
+            .values()
+            .all(|f| f.spans.iter().all(|s| s.trace_id == f.spans[0].trace_id))
+    };
+    c.ingest(span(1, 1, t));
+    c.ingest(span(1, 2, t));
+    assert_eq!(c.num_flows(), 1, "a trace's spans in a row: one flow");
+    // Trace 1's flow goes (over the bound), its slot taken by trace 3's,
+    // both known by more than their trace (a message each).
+    c.ingest(message_span(2, 1, t + 1));
+    c.tick(t + 2);
+    c.ingest(message_span(3, 1, t + 3));
+    c.tick(t + 4);
+    assert_eq!(find(&c, 1), None);
+    c.ingest(span(1, 3, t + 5));
+    assert!(
+        one_trace_each(&c),
+        "trace 1 joined the flow in its old slot"
+    );
+    assert!(find(&c, 1).is_some() && find(&c, 1) != find(&c, 3));
+
+    // A span of trace 1 linking trace 4's flow merges them: trace 1's next
+    // span is in the merged flow.
+    let mut c = Correlator::new(CorrelationConfig::default()).unwrap();
+    c.ingest(span(4, 1, t));
+    c.ingest(span(1, 1, t + 1));
+    let mut bridge = SpanObservation {
+        trace_id: TraceId([5; 16]),
+        span_id: SpanId([9; 8]),
+        start_unix_us: t + 2,
+        end_unix_us: t + 2,
+        ..Default::default()
+    };
+    for trace in [1, 4] {
+        bridge.links.push(flowscope_model::SpanLink {
+            trace_id: TraceId([trace; 16]),
+            span_id: SpanId([1; 8]),
+            ..Default::default()
+        });
+    }
+    c.ingest(Observation::Span(Arc::new(bridge)));
+    assert_eq!(c.num_flows(), 1, "merged");
+    c.ingest(span(1, 2, t + 3));
+    assert_eq!(c.num_flows(), 1, "trace 1's span went to a flow that left");
+    let merged = c.flows.values().next().unwrap();
+    assert_eq!(merged.spans.len(), 4);
+    assert_due_in_step(&c);
+}
