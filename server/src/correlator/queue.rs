@@ -59,24 +59,17 @@ impl<K: Ord + Copy> Queue<K> {
         None
     }
 
-    /// Takes the soonest entry that still counts if its key is `due`, stale
-    /// ones before it dropped.
-    pub fn pop_if(
-        &mut self,
-        due: impl Fn(K) -> bool,
-        current: impl Fn(K, Slot) -> bool,
-    ) -> Option<(K, Slot)> {
-        while let Some(&Reverse((key, slot))) = self.heap.peek() {
-            if !current(key, slot) {
-                self.heap.pop();
-            } else if due(key) {
-                self.heap.pop();
-                return Some((key, slot));
-            } else {
-                return None;
-            }
+    /// Takes up to `max` of the soonest entries whose keys are `due`, into
+    /// `out`, without looking at whether they still count (the caller
+    /// does, once it has read their flows ahead together).
+    pub fn pop_due(&mut self, due: impl Fn(K) -> bool, max: usize, out: &mut Vec<(K, Slot)>) {
+        while out.len() < max
+            && let Some(&Reverse((key, slot))) = self.heap.peek()
+            && due(key)
+        {
+            self.heap.pop();
+            out.push((key, slot));
         }
-        None
     }
 
     /// Entries, stale ones included.
@@ -107,13 +100,17 @@ mod tests {
         // Slot 2 moved later, slot 3 left: their old entries are stale.
         keys[3] = None;
         let current = |k: i64, s: Slot| keys[s as usize] == Some(k);
+        let mut due = Vec::new();
+        queue.pop_due(|k| k <= 20, 8, &mut due);
         assert_eq!(
-            queue.pop_if(|k| k <= 20, current),
-            None,
-            "stale ones do not count"
+            due,
+            [(10, 2), (20, 3)],
+            "due ones, stale or not, soonest first"
         );
-        assert_eq!(queue.len(), 2, "the stale ones in front were dropped");
-        assert_eq!(queue.pop_if(|k| k <= 30, current), Some((30, 1)));
+        assert!(!due.iter().any(|(k, s)| current(*k, *s)), "both stale");
+        due.clear();
+        queue.pop_due(|k| k <= 40, 1, &mut due);
+        assert_eq!(due, [(30, 1)], "no more than asked for");
         assert_eq!(queue.pop(current), Some((40, 2)));
         assert_eq!(queue.pop(current), None);
     }
