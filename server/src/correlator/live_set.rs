@@ -1,6 +1,7 @@
 //! Keeping the live set in memory without waiting on it: reading ahead
-//! what a batch of spans is about to look up, and letting the excess
-//! flows go in groups read ahead together.
+//! what a batch of spans is about to look up, judging the flows time alone
+//! may change (the tick) and letting the excess flows go, both in groups
+//! read ahead together.
 //!
 //! With the live set full (10k spans/s of payload B: ~20k flows, ~140k
 //! identifiers, ~190 MiB) almost nothing the correlator touches is in the
@@ -14,11 +15,79 @@ use smallvec::SmallVec;
 
 use flowscope_model::Observation;
 
-use super::Correlator;
 use super::ids::{IdentKey, IdentRef};
 use super::slab::Slot;
+use super::{Correlator, FlowStats, set_next_check, status};
 
 impl Correlator {
+    /// Re-judges flows whose status can change with time alone, and keeps
+    /// the number of live flows bounded.
+    ///
+    /// Hops depend only on what a flow holds, so a flow not changed since its
+    /// last judgement is re-judged with the hops kept then; changed flows are
+    /// judged at the next take anyway.
+    ///
+    /// Only flows due for it are judged again: each knows when a wait of its
+    /// next crosses a threshold ([`status::next_change`]), and those times
+    /// are kept in order (`due`), so a tick looks at the due flows only, not
+    /// at every live flow (up to 20,000) twice a second.
+    pub fn tick(&mut self, now_unix_us: i64) {
+        self.tick_with_stats(now_unix_us, 0);
+    }
+
+    /// [`Correlator::tick`], counting the live flows as it evicts (one
+    /// pass over them): stuck, and finished (of which failed) less than
+    /// `window_us` ago, as of their last judgement.
+    pub fn tick_with_stats(&mut self, now_unix_us: i64, window_us: i64) -> FlowStats {
+        // In groups: the due flows, long idle and far from the caches, are
+        // read ahead together so that their misses overlap, where finding
+        // each through the queue waited for one miss after another. A
+        // flow's next check is always later than now: a group's judgements
+        // never make another flow due in this tick.
+        const GROUP: usize = 32;
+        let mut group = Vec::with_capacity(GROUP);
+        loop {
+            group.clear();
+            self.due.pop_due(|at| at <= now_unix_us, GROUP, &mut group);
+            if group.is_empty() {
+                break;
+            }
+            let seen = group
+                .iter()
+                .filter_map(|(_, slot)| self.flows.get(*slot))
+                .fold(0, |seen, f| {
+                    seen ^ f.next_check_unix_us.unwrap_or(0) ^ f.last_unix_us ^ f.hops.len() as i64
+                });
+            std::hint::black_box(seen);
+            for &(at, slot) in &group {
+                let Some(flow) = self.flows.get_mut(slot) else {
+                    continue;
+                };
+                if flow.next_check_unix_us != Some(at) {
+                    continue; // stale: judged since, or another flow in the slot
+                }
+                flow.next_check_unix_us = None;
+                if flow.pending {
+                    // Judged at the next take, which sets its next check.
+                    continue;
+                }
+                let (status, reason) =
+                    status::evaluate(flow, &flow.hops, &self.config, now_unix_us);
+                if status != flow.status || reason != flow.reason {
+                    flow.pending = true;
+                    self.changed.push(slot);
+                } else {
+                    let next =
+                        status::next_change(flow, &flow.hops, &self.config, status, now_unix_us);
+                    set_next_check(&mut self.due, slot, flow, next);
+                }
+            }
+        }
+        self.evict();
+        self.sweep();
+        self.tally.stats(now_unix_us - window_us)
+    }
+
     /// Reads ahead the index entries a batch of spans is about to look up:
     /// their traces and message ids, most of them new (a miss each), are
     /// fetched together instead of one after another as each span is
