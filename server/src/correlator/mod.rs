@@ -219,7 +219,8 @@ impl Correlator {
     /// The flow these identifiers belong to: found, created, or several merged.
     ///
     /// Runs once per observation: its identifiers are hashed to their keys
-    /// once, and nothing is copied.
+    /// once (not at all for the next span of the trace just seen, see
+    /// `last_trace`), and nothing is copied. Marks the flow changed.
     fn flow_for(&mut self, ids: &[IdentRef<'_>], at: i64) -> &mut FlowState {
         let trace_alone = match ids {
             [ident @ IdentRef::Trace(trace)] if !ident.is_empty() => Some(*trace),

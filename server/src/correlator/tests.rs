@@ -39,6 +39,25 @@ fn message_span(trace: u8, n: u8, at: i64) -> Observation {
     }))
 }
 
+/// A span of trace `trace` linking the traces `links` (which merges their flows).
+fn linking_span(trace: u8, links: &[u8], at: i64) -> Observation {
+    let mut span = SpanObservation {
+        trace_id: TraceId([trace; 16]),
+        span_id: SpanId([9; 8]),
+        start_unix_us: at,
+        end_unix_us: at,
+        ..Default::default()
+    };
+    for link in links {
+        span.links.push(flowscope_model::SpanLink {
+            trace_id: TraceId([*link; 16]),
+            span_id: SpanId([1; 8]),
+            ..Default::default()
+        });
+    }
+    Observation::Span(Arc::new(span))
+}
+
 /// Every flow waiting for time is in `due` at its time, and every live
 /// flow in the eviction order under its key (stale entries, of flows gone
 /// or times and keys since changed, may be there beside them).
@@ -100,19 +119,7 @@ fn the_tick_finds_the_due_flows_through_merges_and_evictions() {
     c.take_summaries(t + 12 * SECOND);
     assert_due_in_step(&c);
     // A span linking two flows merges them.
-    let mut bridge = SpanObservation {
-        trace_id: TraceId([118; 16]),
-        span_id: SpanId([9; 8]),
-        start_unix_us: t + 13 * SECOND,
-        end_unix_us: t + 13 * SECOND,
-        ..Default::default()
-    };
-    bridge.links.push(flowscope_model::SpanLink {
-        trace_id: TraceId([119; 16]),
-        span_id: SpanId([1; 8]),
-        ..Default::default()
-    });
-    c.ingest(Observation::Span(Arc::new(bridge)));
+    c.ingest(linking_span(118, &[119], t + 13 * SECOND));
     c.take_summaries(t + 13 * SECOND);
     c.tick(t + 13 * SECOND);
     assert_due_in_step(&c);
@@ -309,21 +316,7 @@ fn a_trace_seen_again_after_flows_left_or_merged_is_found_where_it_is_now() {
     let mut c = Correlator::new(CorrelationConfig::default()).unwrap();
     c.ingest(span(4, 1, t));
     c.ingest(span(1, 1, t + 1));
-    let mut bridge = SpanObservation {
-        trace_id: TraceId([5; 16]),
-        span_id: SpanId([9; 8]),
-        start_unix_us: t + 2,
-        end_unix_us: t + 2,
-        ..Default::default()
-    };
-    for trace in [1, 4] {
-        bridge.links.push(flowscope_model::SpanLink {
-            trace_id: TraceId([trace; 16]),
-            span_id: SpanId([1; 8]),
-            ..Default::default()
-        });
-    }
-    c.ingest(Observation::Span(Arc::new(bridge)));
+    c.ingest(linking_span(5, &[1, 4], t + 2));
     assert_eq!(c.num_flows(), 1, "merged");
     c.ingest(span(1, 2, t + 3));
     assert_eq!(c.num_flows(), 1, "trace 1's span went to a flow that left");
