@@ -11,7 +11,7 @@ use serde_json::Value;
 use crate::protobuf::{self, KeyValueRef, Reader, Wire};
 
 /// A span's attributes: the OTLP protobuf encoding of its key-values, in
-/// one heap block, read when asked.
+/// place when short, else in one heap block, read when asked.
 ///
 /// A span carries ten or so attributes; as a `BTreeMap<String, Value>` they
 /// were ~20 heap blocks to allocate when the span arrived and to free when
@@ -24,7 +24,71 @@ pub struct Attributes {
     /// the layout of a repeated field; or as field-9 records, a span's
     /// attributes copied as they lay in its encoding
     /// ([`Attributes::from_checked_span_field`]).
-    encoded: Box<[u8]>,
+    encoded: Encoded,
+}
+
+/// Encodings up to this long are kept in place: two or three small
+/// attributes (`a=1, b=7`: 18 bytes; `http.method=GET`: 21).
+///
+/// A span in its `Arc` was 272 bytes, which mimalloc serves from its
+/// 320-byte size class: 48 bytes taken anyway. In place the encoding takes
+/// 48 bytes (this, its length and the variant), 32 more than a pointer and
+/// a length — in the same class, and a span of a few small attributes has
+/// one heap block, not two, to allocate when it arrives and to free, cold,
+/// when its flow leaves.
+const INLINE_ATTRIBUTE_BYTES: usize = 46;
+
+/// Bytes in place or in a block of their own.
+#[derive(Clone)]
+enum Encoded {
+    Inline {
+        len: u8,
+        bytes: [u8; INLINE_ATTRIBUTE_BYTES],
+    },
+    Heap(Box<[u8]>),
+}
+
+impl Default for Encoded {
+    fn default() -> Self {
+        Encoded::Inline {
+            len: 0,
+            bytes: [0; INLINE_ATTRIBUTE_BYTES],
+        }
+    }
+}
+
+impl Encoded {
+    /// A copy of `bytes`: in place when they fit.
+    fn new(bytes: &[u8]) -> Self {
+        if bytes.len() <= INLINE_ATTRIBUTE_BYTES {
+            let mut inline = [0; INLINE_ATTRIBUTE_BYTES];
+            inline[..bytes.len()].copy_from_slice(bytes);
+            Encoded::Inline {
+                len: bytes.len() as u8,
+                bytes: inline,
+            }
+        } else {
+            Encoded::Heap(bytes.into())
+        }
+    }
+
+    /// Bytes written into a buffer: kept in place when they fit (the
+    /// buffer is dropped), else the buffer becomes the block.
+    fn from_vec(bytes: Vec<u8>) -> Self {
+        if bytes.len() <= INLINE_ATTRIBUTE_BYTES {
+            Encoded::new(&bytes)
+        } else {
+            Encoded::Heap(bytes.into_boxed_slice())
+        }
+    }
+
+    #[inline]
+    fn as_slice(&self) -> &[u8] {
+        match self {
+            Encoded::Inline { len, bytes } => &bytes[..usize::from(*len)],
+            Encoded::Heap(bytes) => bytes,
+        }
+    }
 }
 
 /// The field number of a span's attributes in OTLP's `Span`.
@@ -38,12 +102,31 @@ impl Attributes {
             .iter()
             .map(|kv| 1 + varint_len(kv.len()) + kv.len())
             .sum();
+        if len <= INLINE_ATTRIBUTE_BYTES {
+            // Written in place: no buffer on the heap.
+            let mut bytes = [0; INLINE_ATTRIBUTE_BYTES];
+            let mut at = 0;
+            for kv in key_values {
+                // A record shorter than 46 bytes: its length is one byte.
+                bytes[at] = 0x0a;
+                bytes[at + 1] = kv.len() as u8;
+                bytes[at + 2..at + 2 + kv.len()].copy_from_slice(kv);
+                at += 2 + kv.len();
+            }
+            debug_assert_eq!(at, len);
+            return Self {
+                encoded: Encoded::Inline {
+                    len: len as u8,
+                    bytes,
+                },
+            };
+        }
         let mut encoded = Vec::with_capacity(len);
         for kv in key_values {
             protobuf::put_len(&mut encoded, 1, kv);
         }
         Self {
-            encoded: encoded.into_boxed_slice(),
+            encoded: Encoded::Heap(encoded.into_boxed_slice()),
         }
     }
 
@@ -57,19 +140,20 @@ impl Attributes {
                 .all(|f| matches!(f, Ok((SPAN_ATTRIBUTES_FIELD, Wire::Len(_)))))
         });
         Self {
-            encoded: records.into(),
+            encoded: Encoded::new(records),
         }
     }
 
     /// Whether there are none.
     pub fn is_empty(&self) -> bool {
-        self.encoded.is_empty()
+        self.encoded.as_slice().is_empty()
     }
 
-    /// Reads the first byte of the encoding (0 when empty): brings it
-    /// into the cache ahead of use, such as freeing it.
+    /// Reads the first byte of the encoding (0 when empty): brings its
+    /// block, when it has one, into the cache ahead of use, such as
+    /// freeing it.
     pub fn touch(&self) -> u8 {
-        self.encoded.first().copied().unwrap_or(0)
+        self.encoded.as_slice().first().copied().unwrap_or(0)
     }
 
     /// Each key-value, its value not yet read, in the order given (a key
@@ -89,7 +173,7 @@ impl Attributes {
 
     /// Each `KeyValue` message's bytes, in the order given.
     fn records(&self) -> impl Iterator<Item = &[u8]> {
-        let mut records = Reader::new(&self.encoded);
+        let mut records = Reader::new(self.encoded.as_slice());
         std::iter::from_fn(move || {
             // The usual record (field 1 or 9, shorter than 128 bytes) read
             // in place; any other through the reader.
@@ -164,14 +248,14 @@ impl<'a> FromIterator<(&'a str, &'a Value)> for Attributes {
             protobuf::put_len(&mut encoded, 1, &protobuf::encode_key_value(key, value));
         }
         Self {
-            encoded: encoded.into_boxed_slice(),
+            encoded: Encoded::from_vec(encoded),
         }
     }
 }
 
 impl PartialEq for Attributes {
     fn eq(&self, other: &Self) -> bool {
-        self.encoded == other.encoded || self.to_map() == other.to_map()
+        self.encoded.as_slice() == other.encoded.as_slice() || self.to_map() == other.to_map()
     }
 }
 
@@ -268,13 +352,58 @@ mod tests {
         assert_eq!(a.get("long"), Some(json!(long)));
         assert_eq!(a.get("b"), Some(json!("short")));
         // The same records as a span's field 9.
-        let mut span_field = Vec::new();
-        for kv in a.records() {
-            protobuf::put_len(&mut span_field, SPAN_ATTRIBUTES_FIELD, kv);
-        }
-        let b = Attributes::from_checked_span_field(&span_field);
+        let b = Attributes::from_checked_span_field(&span_field(&a));
         assert_eq!(b.to_map(), a.to_map());
         assert_eq!(b.get("long"), Some(json!(long)));
+    }
+
+    #[test]
+    fn a_few_small_attributes_are_kept_in_place_and_read_like_any_others() {
+        let small = attrs(&[("a", json!(1)), ("b", json!(7))]);
+        let key_values: Vec<Vec<u8>> = small.records().map(<[u8]>::to_vec).collect();
+        let refs: Vec<&[u8]> = key_values.iter().map(Vec::as_slice).collect();
+        // 18 bytes: in place, however they were made.
+        for a in [
+            small.clone(),
+            Attributes::from_checked_key_values(&refs),
+            Attributes::from_checked_span_field(&span_field(&small)),
+        ] {
+            assert!(matches!(a.encoded, Encoded::Inline { len: 18, .. }));
+            assert_eq!(a, small);
+            assert_eq!(a.get("b"), Some(json!(7)));
+            assert_eq!(a.to_map().len(), 2);
+        }
+        // Exactly as long as fits, and one byte longer.
+        let fits = attrs(&[("k", json!("x".repeat(INLINE_ATTRIBUTE_BYTES - 9)))]);
+        assert_eq!(fits.encoded.as_slice().len(), INLINE_ATTRIBUTE_BYTES);
+        assert!(matches!(fits.encoded, Encoded::Inline { .. }));
+        let over = attrs(&[("k", json!("x".repeat(INLINE_ATTRIBUTE_BYTES - 8)))]);
+        assert!(matches!(over.encoded, Encoded::Heap(_)));
+        for a in [fits, over] {
+            let refs: Vec<&[u8]> = a.records().collect();
+            let made = Attributes::from_checked_key_values(&refs);
+            assert_eq!(made.encoded.as_slice(), a.encoded.as_slice());
+            assert_eq!(made.get("k"), a.get("k"));
+        }
+        assert!(Attributes::default().is_empty());
+    }
+
+    #[test]
+    fn a_span_in_its_arc_stays_within_mimallocs_320_byte_class() {
+        // The room taken in place is paid for by the size class the span
+        // was in already (see `INLINE_ATTRIBUTE_BYTES`): a field more
+        // that moves it to the next class (384) costs every span 64 bytes.
+        assert_eq!(std::mem::size_of::<Attributes>(), 48);
+        let in_arc = std::mem::size_of::<crate::SpanObservation>() + 16;
+        assert!(in_arc > 256 && in_arc <= 320, "{in_arc} bytes");
+    }
+
+    fn span_field(a: &Attributes) -> Vec<u8> {
+        let mut field = Vec::new();
+        for kv in a.records() {
+            protobuf::put_len(&mut field, SPAN_ATTRIBUTES_FIELD, kv);
+        }
+        field
     }
 
     #[test]
