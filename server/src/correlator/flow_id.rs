@@ -67,6 +67,11 @@ impl FlowId {
         Self(secs << HASH_BITS | u128::from(h.finish() >> 4))
     }
 
+    /// Its bytes, for hashing.
+    pub fn to_le_bytes(self) -> [u8; 16] {
+        self.0.to_le_bytes()
+    }
+
     /// An id of these bits.
     #[cfg(test)]
     pub fn from_bits(bits: u128) -> Self {

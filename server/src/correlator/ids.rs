@@ -18,6 +18,7 @@ use smallvec::SmallVec;
 use xxhash_rust::xxh3::{Xxh3, xxh3_128_with_seed};
 
 use super::config::{KeyRule, KeySource};
+use super::flow_id::FlowId;
 
 /// One identifier as an observation carries it (borrowed where it can be).
 /// The business key keeps its rule name apart from ids.
@@ -106,6 +107,12 @@ impl IdentKeys {
     /// Hashes kind, name length, name and text laid out in an `N`-byte
     /// buffer (they fit).
     #[inline]
+    /// The key a live flow is found by its id with ([`super::slab::Flows`]
+    /// keeps them in an index of their own).
+    pub fn flow_key(&self, id: FlowId) -> IdentKey {
+        IdentKey(xxh3_128_with_seed(&id.to_le_bytes(), self.seed))
+    }
+
     fn hash_on_stack<const N: usize>(&self, kind: u8, name: &str, text: &[u8]) -> u128 {
         let len = 5 + name.len() + text.len();
         let mut buf = [0u8; N];

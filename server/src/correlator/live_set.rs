@@ -127,8 +127,8 @@ impl Correlator {
     /// Drops the excess flows, finished ones first, then the least
     /// recently seen, as of their last judgement ([`Correlator::order`]).
     ///
-    /// In groups: a group's flows, their identifiers' index entries and
-    /// their spans (long idle, far from the caches) are read ahead
+    /// In groups: a group's flows, their entries by id and their
+    /// identifiers' in the index, and their spans (long idle, far from the caches) are read ahead
     /// together, so that their misses overlap, before they are let go.
     pub(super) fn evict(&mut self) {
         const GROUP: usize = 32;
@@ -151,6 +151,7 @@ impl Correlator {
             excess -= group.len();
             let mut seen = 0u64;
             for flow in group.iter().filter_map(|slot| self.flows.get(*slot)) {
+                seen ^= self.flows.touch(flow.id);
                 for key in &flow.keys {
                     seen ^= self.index.touch(*key);
                 }

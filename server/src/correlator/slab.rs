@@ -15,11 +15,9 @@
 //! flow's `pending` flag), and the hops handed over after a take, checked by
 //! id.
 
-use foldhash::HashMap;
-
 use super::flow::FlowState;
 use super::flow_id::FlowId;
-use super::ids::IdentKey;
+use super::ids::{IdentKey, IdentKeys};
 
 /// Where a live flow is.
 pub type Slot = u32;
@@ -32,7 +30,12 @@ pub struct Flows {
     /// Slots free to take, the last freed first (its memory is the most
     /// likely still in the caches).
     free: Vec<Slot>,
-    by_id: HashMap<FlowId, Slot>,
+    /// Slots by the key of their flow's id ([`IdentKeys::flow_key`]): an
+    /// [`Index`] of their own, so that finding a flow by id costs one miss,
+    /// not two (a map's control bytes, then its entry), and letting a
+    /// group of flows go can read their entries ahead ([`Flows::touch`]).
+    by_id: Index,
+    keys: IdentKeys,
     /// Flows taken out so far: what was found of a slot before is still
     /// true while this has not moved (identifiers leave the index, and
     /// slots are taken again, only when a flow is taken out).
@@ -67,7 +70,17 @@ impl Flows {
 
     /// The slot of a live flow.
     pub fn slot_of(&self, id: FlowId) -> Option<Slot> {
-        self.by_id.get(&id).copied()
+        // The index compares 96 bits of the key: the flow itself says
+        // whether it is the one.
+        let slot = self.by_id.get(self.keys.flow_key(id))?;
+        (self.get(slot)?.id == id).then_some(slot)
+    }
+
+    /// Reads the line a flow's entry by id is in ahead of its removal:
+    /// returns a word of it, for the caller to pass to
+    /// [`std::hint::black_box`].
+    pub fn touch(&self, id: FlowId) -> u64 {
+        self.by_id.touch(self.keys.flow_key(id))
     }
 
     /// Puts a flow whose id is not live in a slot.
@@ -84,7 +97,7 @@ impl Flows {
                 slot
             }
         };
-        let before = self.by_id.insert(id, slot);
+        let before = self.by_id.set(self.keys.flow_key(id), slot);
         debug_assert!(before.is_none(), "flow {id} was live already");
         slot
     }
@@ -93,7 +106,7 @@ impl Flows {
     pub fn remove(&mut self, slot: Slot) -> Option<Box<FlowState>> {
         let flow = self.slots.get_mut(slot as usize)?.take()?;
         self.removals += 1;
-        self.by_id.remove(&flow.id);
+        self.by_id.remove(self.keys.flow_key(flow.id), slot);
         self.free.push(slot);
         Some(flow)
     }
