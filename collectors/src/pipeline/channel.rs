@@ -9,7 +9,8 @@
 //! receiver takes it off, so at most `capacity` observations wait here.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::Instant;
 
 use flowscope_model::Observation;
 use tokio::sync::mpsc::error::TryRecvError;
@@ -49,13 +50,22 @@ struct Room {
     capacity: usize,
     /// How many waiting observations [`ObservationRx::filled`] waits for (0: none).
     wanted: AtomicUsize,
-    /// Told when a send makes `wanted` observations wait.
+    /// When a send wakes [`ObservationRx::filled_or_due`] however few
+    /// observations wait: microseconds after `start` (`u64::MAX`: never).
+    due_us: AtomicU64,
+    start: Instant,
+    /// Told when a send makes `wanted` observations wait, or comes when due.
     filled: Notify,
 }
 
 impl Room {
     fn waiting(&self) -> usize {
         self.capacity - self.free.available_permits()
+    }
+
+    /// Microseconds from `start` to `at` (0 for earlier).
+    fn micros(&self, at: Instant) -> u64 {
+        u64::try_from(at.saturating_duration_since(self.start).as_micros()).unwrap_or(u64::MAX)
     }
 }
 
@@ -82,6 +92,8 @@ pub fn channel(capacity: usize) -> (ObservationTx, ObservationRx) {
         free: Semaphore::new(capacity),
         capacity,
         wanted: AtomicUsize::new(0),
+        due_us: AtomicU64::new(u64::MAX),
+        start: Instant::now(),
         filled: Notify::new(),
     });
     let (tx, rx) = mpsc::unbounded_channel();
@@ -152,7 +164,12 @@ impl ObservationTx {
             Refused::Closed
         })?;
         let wanted = self.room.wanted.load(Ordering::Acquire);
-        if wanted != 0 && self.room.waiting() >= wanted {
+        if wanted != 0
+            && (self.room.waiting() >= wanted || {
+                let due = self.room.due_us.load(Ordering::Acquire);
+                due != u64::MAX && self.room.micros(Instant::now()) >= due
+            })
+        {
             self.room.filled.notify_one();
         }
         Ok(())
@@ -196,13 +213,28 @@ impl ObservationRx {
     /// each send before that. Does not notice the senders going: look with
     /// [`ObservationRx::try_recv_many`] now and then. Cancel-safe.
     pub async fn filled(&self, n: usize) {
+        self.wait(n, u64::MAX).await;
+    }
+
+    /// Waits like [`ObservationRx::filled`], or until a send comes at or
+    /// after `due` (returns at once when `due` has passed): work due then
+    /// is done on the wake-up a sender causes anyway, not on one of its
+    /// own. It does not wake by itself once due: the caller also sets a
+    /// timer (a little later, for when no sends come). Cancel-safe.
+    pub async fn filled_or_due(&self, n: usize, due: Instant) {
+        self.wait(n, self.room.micros(due)).await;
+    }
+
+    async fn wait(&self, n: usize, due_us: u64) {
         let n = n.clamp(1, self.room.capacity);
         loop {
             let notified = self.room.filled.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
+            self.room.due_us.store(due_us, Ordering::Release);
             self.room.wanted.store(n, Ordering::Release);
-            if self.len() >= n {
+            if self.len() >= n || (due_us != u64::MAX && self.room.micros(Instant::now()) >= due_us)
+            {
                 self.room.wanted.store(0, Ordering::Release);
                 return;
             }
@@ -389,6 +421,45 @@ mod tests {
             rx.try_recv_many(&mut buffer, 100),
             Err(TryRecvError::Disconnected)
         );
+    }
+
+    #[tokio::test]
+    async fn once_due_any_send_wakes_the_receiver_and_none_before() {
+        let (tx, rx) = channel(100);
+        let now = Instant::now();
+        // Due later: a send does not wake it (2 of 5).
+        {
+            let waiting = rx.filled_or_due(5, now + std::time::Duration::from_secs(3600));
+            tokio::pin!(waiting);
+            assert!(futures_poll(waiting.as_mut()).is_none());
+            tx.try_send_batch(vec![sample("a"), sample("b")]).unwrap();
+            assert!(futures_poll(waiting.as_mut()).is_none(), "not due yet");
+        }
+        // Due now, nothing sent since: returns at once.
+        let due = Instant::now();
+        tokio::time::timeout(std::time::Duration::from_secs(5), rx.filled_or_due(5, due))
+            .await
+            .expect("due already");
+        // Due in a moment: waits for a send after it, however small.
+        let due = Instant::now() + std::time::Duration::from_millis(30);
+        let waiting = rx.filled_or_due(5, due);
+        tokio::pin!(waiting);
+        assert!(futures_poll(waiting.as_mut()).is_none());
+        std::thread::sleep(std::time::Duration::from_millis(40));
+        assert!(
+            futures_poll(waiting.as_mut()).is_none(),
+            "due, but no send yet: it does not wake by itself"
+        );
+        tx.try_send(sample("c")).unwrap();
+        tokio::time::timeout(std::time::Duration::from_secs(5), waiting)
+            .await
+            .expect("a send once due wakes it");
+        // The plain wait is back to counting only.
+        let filled = rx.filled(5);
+        tokio::pin!(filled);
+        assert!(futures_poll(filled.as_mut()).is_none());
+        tx.try_send(sample("d")).unwrap();
+        assert!(futures_poll(filled.as_mut()).is_none(), "4 of 5");
     }
 
     /// Polls a future once.

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use flowscope_collectors::pipeline::Metrics;
 use flowscope_collectors::pipeline::ObservationRx;
@@ -17,6 +17,9 @@ use crate::store::{StoreWriterHandle, WriteBatch};
 pub const PUBLISH_INTERVAL: Duration = Duration::from_millis(100);
 /// How often time-dependent judgements are redone (stuck, quiet, alerts).
 pub const TICK_INTERVAL: Duration = Duration::from_millis(500);
+/// How long a due publish waits for a send to wake the engine before its
+/// timer does (when no observations come).
+pub const RIDE_SLACK: Duration = Duration::from_millis(20);
 /// Observations taken under one lock: at least this many when waiting (whole
 /// batches, so a large OTLP export is taken at once).
 const INGEST_BATCH: usize = 1_000;
@@ -40,20 +43,26 @@ impl Engine {
     /// is the same (nothing is published between two publishes), and the
     /// correlator's code and data, long idle and far from the caches when a
     /// small export comes in, are brought back once per batch.
+    ///
+    /// Publishing (every [`PUBLISH_INTERVAL`]) and the tick (every
+    /// [`TICK_INTERVAL`], just before a publish) ride on the wake-ups
+    /// senders cause anyway: once a publish is due, the next send wakes
+    /// the engine for it. Only when none comes within [`RIDE_SLACK`] does a
+    /// timer wake it. Under load the process is then woken once per export,
+    /// not besides by ~12 timers a second, each a switch from idle.
     pub async fn run(self, mut observations: ObservationRx) {
-        let mut publish = tokio::time::interval(PUBLISH_INTERVAL);
-        let mut tick = tokio::time::interval(TICK_INTERVAL);
+        let start = Instant::now();
+        let mut next_publish = start + PUBLISH_INTERVAL;
+        let mut next_tick = start + TICK_INTERVAL;
+        let timer = tokio::time::sleep_until((next_publish + RIDE_SLACK).into());
+        tokio::pin!(timer);
         let mut pending: Vec<Observation> = Vec::new();
         let mut batch: Vec<Observation> = Vec::new();
         loop {
-            let publishing = tokio::select! {
-                () = observations.filled(INGEST_BATCH) => false,
-                _ = publish.tick() => true,
-                _ = tick.tick() => {
-                    self.tick();
-                    continue;
-                }
-            };
+            tokio::select! {
+                () = observations.filled_or_due(INGEST_BATCH, next_publish) => {}
+                () = timer.as_mut() => {}
+            }
             let mut closed = false;
             loop {
                 match observations.try_recv_many(&mut batch, INGEST_BATCH) {
@@ -75,8 +84,15 @@ impl Engine {
             if closed {
                 break;
             }
-            if publishing {
+            let now = Instant::now();
+            if now >= next_publish {
+                if now >= next_tick {
+                    self.tick();
+                    next_tick = later(next_tick, TICK_INTERVAL, now);
+                }
                 self.publish(&mut pending).await;
+                next_publish = later(next_publish, PUBLISH_INTERVAL, now);
+                timer.as_mut().reset((next_publish + RIDE_SLACK).into());
             }
         }
         self.tick();
@@ -204,4 +220,12 @@ fn sum(metrics: &Metrics, name: &'static str) -> u64 {
         .iter()
         .map(|source| metrics.counter(name, source).load(Ordering::Relaxed))
         .sum()
+}
+
+/// The next time of a schedule every `interval` from `last`: the one
+/// after `now`, skipping those missed (a late publish is not followed by
+/// others in a burst).
+fn later(last: Instant, interval: Duration, now: Instant) -> Instant {
+    let next = last + interval;
+    if next > now { next } else { now + interval }
 }
