@@ -46,19 +46,25 @@ pub(crate) enum WireFormat {
 impl WireFormat {
     /// From the request's `Content-Type` (parameters such as `charset` ignored).
     fn from_headers(headers: &HeaderMap) -> Result<Self> {
+        // Compared as bytes: the text is made only for the error.
         let content_type = headers
             .get(header::CONTENT_TYPE)
-            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
-            .unwrap_or_default();
-        let essence = content_type.split(';').next().unwrap_or_default().trim();
-        if essence.eq_ignore_ascii_case("application/x-protobuf") {
+            .map_or(&b""[..], HeaderValue::as_bytes);
+        let essence = content_type
+            .split(|b| *b == b';')
+            .next()
+            .unwrap_or_default()
+            .trim_ascii();
+        if essence.eq_ignore_ascii_case(b"application/x-protobuf") {
             Ok(WireFormat::Protobuf)
-        } else if essence.eq_ignore_ascii_case("application/json") {
+        } else if essence.eq_ignore_ascii_case(b"application/json") {
             Ok(WireFormat::Json)
         } else if content_type.is_empty() {
             Err(OtlpError::UnsupportedContentType("(none)".into()))
         } else {
-            Err(OtlpError::UnsupportedContentType(content_type))
+            Err(OtlpError::UnsupportedContentType(
+                String::from_utf8_lossy(content_type).into_owned(),
+            ))
         }
     }
 
