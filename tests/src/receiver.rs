@@ -26,6 +26,15 @@ pub struct TestReceiver {
 
 impl TestReceiver {
     pub async fn start(capacity: usize, max_request_bytes: usize) -> Self {
+        let config = OtlpConfig {
+            max_request_bytes,
+            ..OtlpConfig::default()
+        };
+        Self::start_with(capacity, config).await
+    }
+
+    /// With this configuration, on port 0 whatever its addresses say.
+    pub async fn start_with(capacity: usize, config: OtlpConfig) -> Self {
         let metrics = Metrics::default();
         let (tx, observations) = pipeline::channel(capacity);
         let sender = ObservationSender::new(tx, &metrics, "otlp");
@@ -33,8 +42,7 @@ impl TestReceiver {
         let config = OtlpConfig {
             grpc_addr: any_port,
             http_addr: any_port,
-            max_request_bytes,
-            ..OtlpConfig::default()
+            ..config
         };
         let (grpc_listener, http_listener) = otlp::bind(&config).await.unwrap();
         let grpc = grpc_listener.local_addr().unwrap();

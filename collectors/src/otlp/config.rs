@@ -29,6 +29,22 @@ pub struct OtlpConfig {
     pub http_addr: SocketAddr,
     /// Largest request body in bytes, after decompression; larger ones are refused.
     pub max_request_bytes: usize,
+    /// Seconds an OTLP/HTTP client may take to send a request's headers
+    /// (from connecting, or from the first byte of a later request) before
+    /// its connection is cut; 0: no limit. Idle kept-alive connections are
+    /// left open.
+    pub header_timeout_secs: u64,
+}
+
+/// How long an OTLP/HTTP client may take to send a request's headers.
+pub const DEFAULT_HEADER_TIMEOUT_SECS: u64 = 30;
+
+impl OtlpConfig {
+    /// [`OtlpConfig::header_timeout_secs`], `None` when 0.
+    pub fn header_timeout(&self) -> Option<std::time::Duration> {
+        (self.header_timeout_secs > 0)
+            .then(|| std::time::Duration::from_secs(self.header_timeout_secs))
+    }
 }
 
 impl Default for OtlpConfig {
@@ -38,6 +54,7 @@ impl Default for OtlpConfig {
             grpc_addr: DEFAULT_GRPC_ADDR,
             http_addr: DEFAULT_HTTP_ADDR,
             max_request_bytes: DEFAULT_MAX_REQUEST_BYTES,
+            header_timeout_secs: DEFAULT_HEADER_TIMEOUT_SECS,
         }
     }
 }

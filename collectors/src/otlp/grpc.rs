@@ -70,7 +70,8 @@ pub async fn serve(
     // No `date` header: gRPC clients do not read it, and a value that
     // changes every second is encoded afresh into each answer's headers.
     http2.timer(TokioTimer::new()).auto_date_header(false);
-    super::listen::accept_loop("grpc", listener, shutdown, move |io| {
+    // HTTP/2 clients hold connections open between exports, as they may.
+    super::listen::accept_loop("grpc", listener, shutdown, None, move |io, _| {
         let service = service.clone();
         http2.serve_connection(
             io,

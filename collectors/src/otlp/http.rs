@@ -15,12 +15,12 @@
 
 use std::convert::Infallible;
 use std::io;
+use std::sync::Arc;
 
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, Request, StatusCode};
 use http_body_util::{BodyExt as _, Full};
 use hyper::body::Incoming;
-use hyper_util::rt::TokioTimer;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use prost::bytes::Bytes;
 use tokio::net::TcpListener;
@@ -97,18 +97,32 @@ pub async fn serve(
         max_request_bytes: config.max_request_bytes,
     };
     let mut http1 = hyper::server::conn::http1::Builder::new();
-    // The timer bounds how long a client may take to send its headers.
-    http1.timer(TokioTimer::new());
-    super::listen::accept_loop("http", listener, shutdown, move |io| {
-        let route = route.clone();
-        http1.serve_connection(
-            io,
-            hyper::service::service_fn(move |request| {
-                let route = route.clone();
-                async move { Ok::<_, Infallible>(route.answer(request).await) }
-            }),
-        )
-    })
+    // How long a client may take to send its headers is watched by the
+    // accept loop, per connection, not by a timer hyper sets per request.
+    http1.header_read_timeout(None);
+    let header_timeout = config.header_timeout();
+    super::listen::accept_loop(
+        "http",
+        listener,
+        shutdown,
+        header_timeout,
+        move |io, progress| {
+            let route = route.clone();
+            http1.serve_connection(
+                io,
+                hyper::service::service_fn(move |request| {
+                    let route = route.clone();
+                    let progress = Arc::clone(&progress);
+                    progress.head();
+                    async move {
+                        let answer = route.answer(request).await;
+                        progress.answered();
+                        Ok::<_, Infallible>(answer)
+                    }
+                }),
+            )
+        },
+    )
     .await
 }
 
