@@ -213,9 +213,10 @@ fn apply_env(value: &mut toml::Value, name: &str, raw: &str) -> Result<(), Confi
             }
         }
     }
+    // A key no section has, or a value of the wrong type: the error says which.
     check(value.clone())
         .map(drop)
-        .map_err(|e| env_error(format!("does not name a setting: {e}")))
+        .map_err(|e| env_error(format!("is not a valid setting: {e}")))
 }
 
 /// A TOML literal (`true`, `5`, `["a"]`) when it is one, else the string itself.
@@ -250,6 +251,17 @@ mod tests {
             err.to_string().contains("FLOWSCOPE_BROKER_AMQP_URI")
                 && err.to_string().contains("amqp_uri"),
             "{err}"
+        );
+        // A value of the wrong type names the key and what it takes.
+        let mut value = toml::Value::try_from(Config::default()).unwrap();
+        let err = apply_env(&mut value, "FLOWSCOPE_OTLP_HEADER_TIMEOUT_SECS", "soon").unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("FLOWSCOPE_OTLP_HEADER_TIMEOUT_SECS")
+                && text.contains("otlp.header_timeout_secs")
+                && text.contains("expected u64")
+                && !text.contains("does not name"),
+            "{text}"
         );
         // An option key works whether or not the defaults serialize it.
         let mut value = toml::Value::try_from(Config::default()).unwrap();
