@@ -48,8 +48,9 @@ impl Engine {
     /// [`TICK_INTERVAL`], just before a publish) ride on the wake-ups
     /// senders cause anyway: once a publish is due, the next send wakes
     /// the engine for it. Only when none comes within [`RIDE_SLACK`] does a
-    /// timer wake it. Under load the process is then woken once per export,
-    /// not besides by ~12 timers a second, each a switch from idle.
+    /// timer wake it. Under load the process is then woken by exports
+    /// alone, not also by the two timers (12 a second) when they did not
+    /// fall on an export (docs/benchmarks.md, sixteenth sitting).
     pub async fn run(self, mut observations: ObservationRx) {
         let start = Instant::now();
         let mut next_publish = start + PUBLISH_INTERVAL;
