@@ -50,10 +50,7 @@ enum Encoded {
 
 impl Default for Encoded {
     fn default() -> Self {
-        Encoded::Inline {
-            len: 0,
-            bytes: [0; INLINE_ATTRIBUTE_BYTES],
-        }
+        Encoded::new(&[])
     }
 }
 

@@ -63,6 +63,11 @@ impl Room {
         self.capacity - self.free.available_permits()
     }
 
+    /// Whether a due time (`u64::MAX`: never) has come.
+    fn is_due(&self, due_us: u64) -> bool {
+        due_us != u64::MAX && self.micros(Instant::now()) >= due_us
+    }
+
     /// Microseconds from `start` to `at` (0 for earlier).
     fn micros(&self, at: Instant) -> u64 {
         u64::try_from(at.saturating_duration_since(self.start).as_micros()).unwrap_or(u64::MAX)
@@ -165,10 +170,8 @@ impl ObservationTx {
         })?;
         let wanted = self.room.wanted.load(Ordering::Acquire);
         if wanted != 0
-            && (self.room.waiting() >= wanted || {
-                let due = self.room.due_us.load(Ordering::Acquire);
-                due != u64::MAX && self.room.micros(Instant::now()) >= due
-            })
+            && (self.room.waiting() >= wanted
+                || self.room.is_due(self.room.due_us.load(Ordering::Acquire)))
         {
             self.room.filled.notify_one();
         }
@@ -233,8 +236,7 @@ impl ObservationRx {
             notified.as_mut().enable();
             self.room.due_us.store(due_us, Ordering::Release);
             self.room.wanted.store(n, Ordering::Release);
-            if self.len() >= n || (due_us != u64::MAX && self.room.micros(Instant::now()) >= due_us)
-            {
+            if self.len() >= n || self.room.is_due(due_us) {
                 self.room.wanted.store(0, Ordering::Release);
                 return;
             }
