@@ -14,7 +14,7 @@
 
 pub mod convert;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use flowscope_model::{Observation, QueueSample, SampleSource, now_unix_us};
 use futures_util::StreamExt;
@@ -44,7 +44,8 @@ const MAX_HELD: usize = 10_000;
 /// Observations waiting for their connection's service name.
 #[derive(Debug, Default)]
 struct Held {
-    by_connection: std::collections::HashMap<String, Vec<Observation>>,
+    /// With when the firehose showed each.
+    by_connection: std::collections::HashMap<String, Vec<(Observation, Instant)>>,
     count: usize,
 }
 
@@ -156,18 +157,22 @@ impl FirehoseCollector {
                 _ = shutdown.cancelled() => {
                     ack_up_to(&channel, unacked.take()).await?;
                     for (_, observations) in held.by_connection.drain() {
-                        observations.into_iter().for_each(|o| self.emit(o));
+                        for (observation, seen) in observations {
+                            self.count_depth(&observation, seen);
+                            self.emit(observation);
+                        }
                     }
                     return Ok(());
                 }
                 Some((connection, service)) = resolved.recv() => {
                     let observations = held.by_connection.remove(&connection).unwrap_or_default();
                     held.count -= observations.len();
-                    for mut observation in observations {
+                    for (mut observation, seen) in observations {
                         if let Observation::Publish(msg) | Observation::Deliver(msg) = &mut observation {
                             msg.service = service.clone();
                         }
                         if !is_own(service.as_deref()) {
+                            self.count_depth(&observation, seen);
                             self.emit(observation);
                         }
                     }
@@ -253,43 +258,60 @@ impl FirehoseCollector {
                 return;
             }
         };
-        let (Observation::Publish(msg) | Observation::Deliver(msg)) = &mut observation else {
+        let (Observation::Publish(msg) | Observation::Deliver(msg)) = &observation else {
             return;
         };
-        let Some(connection) = msg.connection.clone() else {
-            self.emit(observation);
+        let connection = msg.connection.clone();
+        let known = connection.as_deref().and_then(|c| self.services.known(c));
+        // flowscope's own peeks at dead-letter queues are not traffic.
+        if known
+            .as_ref()
+            .is_some_and(|service| is_own(service.as_deref()))
+        {
             return;
-        };
-        match self.services.known(&connection) {
-            // flowscope's own peeks at dead-letter queues are not traffic.
-            Some(service) if is_own(service.as_deref()) => {}
-            Some(service) => {
-                msg.service = service;
+        }
+        let seen = Instant::now();
+        match (connection, known) {
+            (Some(_), Some(service)) => {
+                if let Observation::Publish(msg) | Observation::Deliver(msg) = &mut observation {
+                    msg.service = service;
+                }
+                self.count_depth(&observation, seen);
                 self.emit(observation);
             }
-            None if held.count < MAX_HELD => {
+            (Some(connection), None) if held.count < MAX_HELD => {
                 let list = held.by_connection.entry(connection.clone()).or_default();
                 if list.is_empty() {
                     let _ = want.try_send(connection);
                 }
-                list.push(observation);
+                list.push((observation, seen));
                 held.count += 1;
             }
-            None => self.emit(observation),
+            _ => {
+                self.count_depth(&observation, seen);
+                self.emit(observation);
+            }
         }
     }
 
-    /// Counts a message into the depth estimates and passes it on.
-    fn emit(&self, observation: Observation) {
-        match &observation {
+    /// Counts a message the firehose showed at `seen` into the depth
+    /// estimates (unless an exact count read since holds it).
+    fn count_depth(&self, observation: &Observation, seen: Instant) {
+        match observation {
             Observation::Publish(msg) => msg
                 .routed_queues
                 .iter()
                 .flatten()
-                .for_each(|q| self.depth.routed(q)),
-            Observation::Deliver(msg) => msg.queue.iter().for_each(|q| self.depth.delivered(q)),
+                .for_each(|q| self.depth.routed(q, seen)),
+            Observation::Deliver(msg) => {
+                msg.queue.iter().for_each(|q| self.depth.delivered(q, seen))
+            }
             _ => {}
         }
+    }
+
+    /// Passes a message on.
+    fn emit(&self, observation: Observation) {
         let _ = self.sender.send_or_drop(observation);
     }
 

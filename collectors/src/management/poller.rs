@@ -259,7 +259,8 @@ impl ManagementPoller {
         let connection = Connection::connect_uri(uri, props).await?;
         let mut channel = connection.create_channel().await?;
         let inspect_channel = connection.create_channel().await?;
-        let mut last: HashMap<String, (u64, u64, Instant)> = HashMap::new();
+        // Each queue's consumers when its count was last sent, and when.
+        let mut last: HashMap<String, (u64, Instant)> = HashMap::new();
         // Each dead-letter queue's depth when it was last inspected.
         let mut inspected: HashMap<String, u64> = HashMap::new();
         let mut tick =
@@ -286,13 +287,16 @@ impl ManagementPoller {
                         continue;
                     }
                 };
-                self.depth.set_exact(&queue, ready);
+                // Sent when it differs from what was last reported (a firehose
+                // estimate may have been off since the last read), when the
+                // consumers changed, and as a heartbeat.
+                let news = self.depth.set_exact(&queue, ready);
                 let previous = last.get(&queue).copied();
-                let changed = previous.is_none_or(|(r, c, at)| {
-                    r != ready || c != consumers || at.elapsed() >= EXACT_HEARTBEAT
-                });
+                let changed = news
+                    || previous
+                        .is_none_or(|(c, at)| c != consumers || at.elapsed() >= EXACT_HEARTBEAT);
                 if changed {
-                    last.insert(queue.clone(), (ready, consumers, Instant::now()));
+                    last.insert(queue.clone(), (consumers, Instant::now()));
                     let _ = self
                         .exact_sender
                         .send_or_drop(Observation::QueueSample(Box::new(
