@@ -263,7 +263,8 @@ impl FirehoseCollector {
         };
         let connection = msg.connection.clone();
         let known = connection.as_deref().and_then(|c| self.services.known(c));
-        // flowscope's own peeks at dead-letter queues are not traffic.
+        // flowscope's own peeks at dead-letter queues are not traffic, and
+        // leave the depth as it was (they are put back).
         if known
             .as_ref()
             .is_some_and(|service| is_own(service.as_deref()))
