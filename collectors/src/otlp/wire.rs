@@ -193,10 +193,14 @@ fn read_span<'a>(
     let mut reader = Reader::new(bytes);
     loop {
         let at = bytes.len() - reader.remaining();
-        let Some(field) = reader.field()? else {
+        // Taken apart at once: a field kept whole (for its number in the
+        // error below) was copied as a whole, its number read back as part
+        // of a wider word than it was written as — a store the processor
+        // cannot forward, waited for after every field.
+        let Some((number, wire)) = reader.field()? else {
             break;
         };
-        match field {
+        match (number, wire) {
             (1, Wire::Len(id)) => raw.trace_id = id,
             (2, Wire::Len(id)) => raw.span_id = id,
             (4, Wire::Len(id)) => raw.parent_span_id = id,
@@ -227,7 +231,7 @@ fn read_span<'a>(
                 utf8(state, "trace state")?;
             }
             (1..=9 | 11 | 13 | 15, _) => {
-                return malformed(format!("span field {} has the wrong type", field.0));
+                return malformed(format!("span field {number} has the wrong type"));
             }
             _ => {}
         }
