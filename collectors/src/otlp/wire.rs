@@ -74,7 +74,10 @@ pub fn spans_from_protobuf(bytes: &[u8], observed_unix_us: i64) -> Result<Vec<Ob
 /// One `ResourceSpans`: the resource is read first, wherever it is on the wire.
 fn read_resource_spans(bytes: &[u8], observed: i64, out: &mut Vec<Observation>) -> Result<()> {
     let mut resource = BTreeMap::new();
-    let mut scopes: Vec<&[u8]> = Vec::new();
+    // On the stack while they are few (here and for a scope's spans): lists
+    // grown push by push reallocated a few times per request (2 % of the
+    // profile of tiny spans; side by side 0.99× the build before).
+    let mut scopes: SmallVec<[&[u8]; 4]> = SmallVec::new();
     let mut reader = Reader::new(bytes);
     while let Some(field) = reader.field()? {
         match field {
@@ -120,7 +123,7 @@ fn read_resource(bytes: &[u8], attributes: &mut BTreeMap<String, Value>) -> Resu
 
 fn read_scope_spans(bytes: &[u8], context: &SpanContext, out: &mut Vec<Observation>) -> Result<()> {
     let mut scope = "";
-    let mut spans: Vec<&[u8]> = Vec::new();
+    let mut spans: SmallVec<[&[u8]; 32]> = SmallVec::new();
     let mut reader = Reader::new(bytes);
     while let Some(field) = reader.field()? {
         match field {
