@@ -158,8 +158,7 @@ impl FirehoseCollector {
                     ack_up_to(&channel, unacked.take()).await?;
                     for (_, observations) in held.by_connection.drain() {
                         for (observation, seen) in observations {
-                            self.count_depth(&observation, seen);
-                            self.emit(observation);
+                            self.pass_on(observation, seen);
                         }
                     }
                     return Ok(());
@@ -172,8 +171,7 @@ impl FirehoseCollector {
                             msg.service = service.clone();
                         }
                         if !is_own(service.as_deref()) {
-                            self.count_depth(&observation, seen);
-                            self.emit(observation);
+                            self.pass_on(observation, seen);
                         }
                     }
                 }
@@ -277,8 +275,7 @@ impl FirehoseCollector {
                 if let Observation::Publish(msg) | Observation::Deliver(msg) = &mut observation {
                     msg.service = service;
                 }
-                self.count_depth(&observation, seen);
-                self.emit(observation);
+                self.pass_on(observation, seen);
             }
             (Some(connection), None) if held.count < MAX_HELD => {
                 let list = held.by_connection.entry(connection.clone()).or_default();
@@ -288,17 +285,14 @@ impl FirehoseCollector {
                 list.push((observation, seen));
                 held.count += 1;
             }
-            _ => {
-                self.count_depth(&observation, seen);
-                self.emit(observation);
-            }
+            _ => self.pass_on(observation, seen),
         }
     }
 
     /// Counts a message the firehose showed at `seen` into the depth
-    /// estimates (unless an exact count read since holds it).
-    fn count_depth(&self, observation: &Observation, seen: Instant) {
-        match observation {
+    /// estimates (unless an exact count read since holds it) and passes it on.
+    fn pass_on(&self, observation: Observation, seen: Instant) {
+        match &observation {
             Observation::Publish(msg) => msg
                 .routed_queues
                 .iter()
@@ -309,10 +303,6 @@ impl FirehoseCollector {
             }
             _ => {}
         }
-    }
-
-    /// Passes a message on.
-    fn emit(&self, observation: Observation) {
         let _ = self.sender.send_or_drop(observation);
     }
 
