@@ -399,6 +399,20 @@ pub fn check_key_value(bytes: &[u8], depth: u32) -> Result<KeyValueRef<'_>> {
     check_key_value_field_by_field(bytes, depth)
 }
 
+/// The key of a `KeyValue` in the usual layout that checks as
+/// [`check_key_value`] would check it; `None` for any other (check it
+/// with [`check_key_value`] then, for its key or the error).
+///
+/// Two words, handed back in registers: [`KeyValueRef`], returned by a
+/// call or merged from two paths, went through memory, written word by
+/// word and read back in wider loads the processor cannot forward from
+/// the stores — a stall per attribute (docs/benchmarks.md, eighteenth
+/// sitting).
+#[inline(always)]
+pub fn simple_key(bytes: &[u8]) -> Option<&[u8]> {
+    simple_key_value(bytes).map(|kv| kv.key)
+}
+
 /// The usual key-value (a short key, then a short value that is one
 /// string, integer, boolean or double), checked in place; `None` for any
 /// other, or for one that does not check (read field by field then, for

@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use flowscope_model::protobuf::{
-    self, KeyValueRef, ProtobufError, Reader, Wire, check_key_value, read_key_value,
+    self, KeyValueRef, ProtobufError, Reader, Wire, check_key_value, read_key_value, simple_key,
 };
 use flowscope_model::{
     Attributes, MessagingAttributes, Observation, SpanEvent, SpanId, SpanKind, SpanLink,
@@ -212,9 +212,13 @@ fn read_span<'a>(
             (7, Wire::Fixed64(t)) => raw.start = t,
             (8, Wire::Fixed64(t)) => raw.end = t,
             (9, Wire::Len(kv)) => {
-                let checked = check_key_value(kv, 0)?;
-                if checked.key_bytes().starts_with(b"messaging.") {
-                    messaging.push(checked);
+                // Checked whole either way; the usual one by its key alone.
+                let key = match simple_key(kv) {
+                    Some(key) => key,
+                    None => check_key_value(kv, 0)?.key_bytes(),
+                };
+                if key.starts_with(b"messaging.") {
+                    messaging.push(check_key_value(kv, 0)?);
                 }
                 attributes.push(kv);
                 let end = bytes.len() - reader.remaining();

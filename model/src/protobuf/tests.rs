@@ -115,6 +115,11 @@ fn usual_key_values_check_as_they_do_field_by_field() {
         let usual = check_key_value(bytes, 0);
         let field_by_field = check_key_value_field_by_field(bytes, 0);
         simple += usize::from(simple_key_value(bytes).is_some());
+        // The key alone, when given, is the key of a record that checks.
+        if let Some(key) = simple_key(bytes) {
+            let checked = field_by_field.as_ref().map(KeyValueRef::key_bytes);
+            assert_eq!(checked.ok(), Some(key), "{bytes:?}");
+        }
         match (usual, field_by_field) {
             (Ok(a), Ok(b)) => {
                 assert_eq!(
