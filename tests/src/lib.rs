@@ -7,6 +7,7 @@
 //! export their traces to; [`demo::Demo`] is `flowscope demo` as one real
 //! process; [`browser::Browser`] is a real headless Chromium over WebDriver.
 
+pub mod amqp;
 pub mod broker;
 pub mod browser;
 pub mod demo;

@@ -6,69 +6,19 @@ use std::time::Duration;
 use flowscope_collectors::config::{FirehoseConfig, ManagementConfig};
 use flowscope_collectors::redact::{MASK, RedactConfig};
 use flowscope_model::{BrokerMessage, Observation, SampleSource};
+use flowscope_tests::amqp::{bind, connect, exchange, publish, queue, wait_until_tapped};
 use flowscope_tests::broker::TestVhost;
 use flowscope_tests::eventually;
 use flowscope_tests::observe::{CollectorSetup, ObservationLog, start_collectors};
 use futures_util::StreamExt;
 use lapin::options::{
-    BasicConsumeOptions, BasicGetOptions, BasicPublishOptions, BasicRejectOptions,
-    ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
+    BasicConsumeOptions, BasicGetOptions, BasicRejectOptions, QueueDeclareOptions,
 };
 use lapin::types::{AMQPValue, FieldTable};
-use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
+use lapin::{BasicProperties, Channel, ExchangeKind};
 use serde_json::json;
 
 const WAIT: Duration = Duration::from_secs(15);
-
-async fn connect(vhost: &TestVhost, name: &str) -> (Connection, Channel) {
-    let props = ConnectionProperties::default().with_connection_name(name.into());
-    let conn = Connection::connect(&vhost.amqp_url(), props).await.unwrap();
-    let channel = conn.create_channel().await.unwrap();
-    (conn, channel)
-}
-
-async fn exchange(ch: &Channel, name: &str, kind: ExchangeKind) {
-    ch.exchange_declare(
-        name.into(),
-        kind,
-        ExchangeDeclareOptions::default(),
-        FieldTable::default(),
-    )
-    .await
-    .unwrap();
-}
-
-async fn queue(ch: &Channel, name: &str, args: FieldTable) {
-    ch.queue_declare(name.into(), QueueDeclareOptions::default(), args)
-        .await
-        .unwrap();
-}
-
-async fn bind(ch: &Channel, queue: &str, exchange: &str, key: &str) {
-    ch.queue_bind(
-        queue.into(),
-        exchange.into(),
-        key.into(),
-        QueueBindOptions::default(),
-        FieldTable::default(),
-    )
-    .await
-    .unwrap();
-}
-
-async fn publish(ch: &Channel, exchange: &str, key: &str, body: &[u8], props: BasicProperties) {
-    ch.basic_publish(
-        exchange.into(),
-        key.into(),
-        BasicPublishOptions::default(),
-        body,
-        props,
-    )
-    .await
-    .unwrap()
-    .await
-    .unwrap();
-}
 
 /// `name`, dead-lettering through direct exchange `dlx` into `<name>.dlq`.
 async fn queue_with_dlq(ch: &Channel, name: &str) {
@@ -86,25 +36,6 @@ async fn queue_with_dlq(ch: &Channel, name: &str) {
         AMQPValue::LongString(name.into()),
     );
     queue(ch, name, args).await;
-}
-
-/// Publishes probes until the tap shows one: the tap is then live.
-async fn wait_until_tapped(log: &ObservationLog, ch: &Channel) {
-    exchange(ch, "probe", ExchangeKind::Fanout).await;
-    eventually(
-        Duration::from_secs(30),
-        "the firehose tap to see a probe",
-        || async {
-            publish(ch, "probe", "", b"probe", BasicProperties::default()).await;
-            tokio::time::sleep(Duration::from_millis(200)).await;
-            Ok(log
-                .all()
-                .iter()
-                .any(|o| matches!(o, Observation::Publish(m) if m.exchange == "probe"))
-                .then_some(()))
-        },
-    )
-    .await;
 }
 
 fn publish_of<'a>(obs: &'a Observation, message_id: &str) -> Option<&'a BrokerMessage> {
