@@ -22,8 +22,12 @@ pub const DEFAULT_TAP_MAX_BYTES: i64 = 64 * 1024 * 1024;
 pub const DEFAULT_TAP_PREFETCH: u16 = 1000;
 /// How often tracing is re-asserted (the broker forgets it on restart).
 pub const DEFAULT_REASSERT_TRACING_SECS: u64 = 30;
-/// Management API queue poll: rates, consumers, discovery.
-pub const DEFAULT_POLL_INTERVAL_MS: u64 = 1000;
+/// Management API queue poll: rates, unacked counts, the queue list. The
+/// broker refreshes these numbers every 5 s (its default
+/// `collect_statistics_interval`): asking more often reads the same numbers
+/// and costs it CPU. Depths are fresher anyway (passive declares and the
+/// firehose), and a queue a message is routed into is read before it is listed.
+pub const DEFAULT_POLL_INTERVAL_MS: u64 = 5000;
 /// Exchanges, bindings, connections and consumers.
 pub const DEFAULT_TOPOLOGY_INTERVAL_MS: u64 = 5000;
 /// Exact depths by passive declare (cheap: one round trip per queue).

@@ -13,16 +13,31 @@
 //! which is then reported even when it did not change since the read before
 //! ([`DepthTracker::set_exact`] says when it differs from what was last
 //! reported): the estimate never outlives the next read.
+//!
+//! A queue the firehose shows a message routed into before it has an exact
+//! base is *discovered*: the poller reads it at its next exact read rather
+//! than waiting for the management API to list it.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
+
+/// Discovered queues held at most between two exact reads; more are found
+/// again by the next message routed into them.
+const MAX_DISCOVERED: usize = 1024;
 
 /// Per-queue depth estimates, shared by the poller (exact counts) and the
 /// firehose collector (deltas).
 #[derive(Debug, Clone, Default)]
 pub struct DepthTracker {
-    queues: Arc<Mutex<HashMap<String, Depth>>>,
+    inner: Arc<Mutex<Inner>>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    queues: HashMap<String, Depth>,
+    /// Queues messages were routed into that have no exact base yet.
+    discovered: HashSet<String>,
 }
 
 #[derive(Debug, Default)]
@@ -42,8 +57,8 @@ impl DepthTracker {
     /// (by either source): the caller then reports it, putting right an
     /// estimate that was off.
     pub fn set_exact(&self, queue: &str, ready: u64) -> bool {
-        let mut queues = self.queues.lock().expect("depth lock");
-        let depth = queues.entry(queue.to_owned()).or_default();
+        let mut inner = self.inner.lock().expect("depth lock");
+        let depth = inner.queues.entry(queue.to_owned()).or_default();
         depth.exact = ready;
         depth.delta = 0;
         depth.changed = false;
@@ -53,30 +68,36 @@ impl DepthTracker {
 
     /// The firehose showed, at `seen`, a message routed into `queue`.
     pub fn routed(&self, queue: &str, seen: Instant) {
-        self.adjust(queue, 1, seen);
+        let mut inner = self.inner.lock().expect("depth lock");
+        if !inner.adjust(queue, 1, seen)
+            && inner.discovered.len() < MAX_DISCOVERED
+            && !inner.discovered.contains(queue)
+        {
+            inner.discovered.insert(queue.to_owned());
+        }
     }
 
     /// The firehose showed, at `seen`, a message delivered from `queue`.
     pub fn delivered(&self, queue: &str, seen: Instant) {
-        self.adjust(queue, -1, seen);
+        self.inner
+            .lock()
+            .expect("depth lock")
+            .adjust(queue, -1, seen);
     }
 
-    fn adjust(&self, queue: &str, by: i64, seen: Instant) {
-        // Only queues with an exact base are estimated; a message seen before
-        // the base was read is in it.
-        if let Some(depth) = self.queues.lock().expect("depth lock").get_mut(queue)
-            && depth.read_at.is_none_or(|read| read <= seen)
-        {
-            depth.delta += by;
-            depth.changed = true;
-        }
+    /// Queues discovered since last asked (see the module's doc): messages
+    /// were routed into them, and they have no exact count yet.
+    pub fn take_discovered(&self) -> Vec<String> {
+        let mut inner = self.inner.lock().expect("depth lock");
+        inner.discovered.drain().collect()
     }
 
     /// Queues whose estimate changed since last asked and differs from the
     /// count last reported, with the estimate (now reported).
     pub fn take_changed(&self) -> Vec<(String, u64)> {
-        let mut queues = self.queues.lock().expect("depth lock");
-        queues
+        let mut inner = self.inner.lock().expect("depth lock");
+        inner
+            .queues
             .iter_mut()
             .filter_map(|(name, d)| {
                 if !std::mem::take(&mut d.changed) {
@@ -90,10 +111,26 @@ impl DepthTracker {
 
     /// Forgets queues that no longer exist.
     pub fn retain(&self, keep: impl Fn(&str) -> bool) {
-        self.queues
+        self.inner
             .lock()
             .expect("depth lock")
+            .queues
             .retain(|name, _| keep(name));
+    }
+}
+
+impl Inner {
+    /// Moves `queue`'s estimate by `by`; false when it has no exact base.
+    fn adjust(&mut self, queue: &str, by: i64, seen: Instant) -> bool {
+        let Some(depth) = self.queues.get_mut(queue) else {
+            return false;
+        };
+        // A message seen before the base was read is in it.
+        if depth.read_at.is_none_or(|read| read <= seen) {
+            depth.delta += by;
+            depth.changed = true;
+        }
+        true
     }
 }
 
@@ -106,6 +143,7 @@ mod tests {
         let depth = DepthTracker::default();
         depth.routed("unknown", Instant::now());
         assert!(depth.take_changed().is_empty(), "no base, no estimate");
+        assert_eq!(depth.take_discovered(), ["unknown"], "but read soon");
         depth.set_exact("q", 5);
         depth.routed("q", Instant::now());
         depth.routed("q", Instant::now());
@@ -155,5 +193,26 @@ mod tests {
         assert!(depth.take_changed().is_empty(), "already in the count");
         depth.routed("q", Instant::now());
         assert_eq!(depth.take_changed(), [("q".to_string(), 2)]);
+    }
+
+    #[test]
+    fn queues_routed_into_without_a_count_are_discovered_once_per_read() {
+        let depth = DepthTracker::default();
+        depth.set_exact("known", 0);
+        for _ in 0..3 {
+            depth.routed("new", Instant::now());
+            depth.routed("known", Instant::now());
+        }
+        depth.delivered("gone", Instant::now());
+        assert_eq!(depth.take_discovered(), ["new"]);
+        assert!(depth.take_discovered().is_empty(), "handed over once");
+        depth.set_exact("new", 3);
+        depth.routed("new", Instant::now());
+        assert!(depth.take_discovered().is_empty(), "counted now");
+        assert_eq!(depth.take_changed().len(), 2);
+        for i in 0..MAX_DISCOVERED + 10 {
+            depth.routed(&format!("q{i}"), Instant::now());
+        }
+        assert_eq!(depth.take_discovered().len(), MAX_DISCOVERED, "bounded");
     }
 }

@@ -24,11 +24,41 @@ const EXACT_HEARTBEAT: Duration = Duration::from_secs(5);
 /// flowscope's own queues, left out of what it reports.
 const OWN_QUEUE_PREFIX: &str = "flowscope.";
 
-/// Queues known from the management API (or configuration), and which are DLQs.
+/// Queues known from the management API (or routed into on the firehose
+/// since its last list), and which are DLQs.
 #[derive(Debug, Default)]
 struct Known {
+    /// Read by passive declare.
     queues: Vec<String>,
+    /// Not to be read: exclusive to another connection (listed so), or a
+    /// passive declare failed since the last list.
+    unreadable: HashSet<String>,
     dead_letter_queues: HashSet<String>,
+}
+
+impl Known {
+    /// Adds queues the firehose discovered, unless known, unreadable, flowscope's
+    /// own, or past `max`.
+    fn discover(&mut self, discovered: Vec<String>, max: usize) {
+        for queue in discovered {
+            if self.queues.len() >= max {
+                return;
+            }
+            if !queue.starts_with(OWN_QUEUE_PREFIX)
+                && !self.unreadable.contains(&queue)
+                && !self.queues.contains(&queue)
+            {
+                self.queues.push(queue);
+            }
+        }
+    }
+
+    /// A passive declare of `queue` failed: not read again until a list says
+    /// it may be.
+    fn unreadable(&mut self, queue: &str) {
+        self.queues.retain(|q| q != queue);
+        self.unreadable.insert(queue.to_owned());
+    }
 }
 
 /// Polls one vhost.
@@ -98,15 +128,7 @@ impl ManagementPoller {
                 _ = shutdown.cancelled() => return,
                 _ = tick.tick() => {}
             }
-            let mut result = self.poll_queues().await;
-            if result.is_ok()
-                && last_topology
-                    .as_ref()
-                    .is_none_or(|(at, _)| at.elapsed() >= topology_every)
-            {
-                result = self.poll_topology(&mut last_topology).await;
-            }
-            match result {
+            match self.poll_once(topology_every, &mut last_topology).await {
                 Ok(()) if failing => {
                     failing = false;
                     tracing::info!(vhost = %self.vhost, "management API answers again");
@@ -120,11 +142,32 @@ impl ManagementPoller {
         }
     }
 
-    async fn poll_queues(&self) -> Result<(), ManagementError> {
+    /// One round: the queue list, and the topology when it is due (within half
+    /// a poll interval, so that equal intervals read it every round).
+    async fn poll_once(
+        &self,
+        topology_every: Duration,
+        last_topology: &mut Option<(Instant, TopologySnapshot)>,
+    ) -> Result<(), ManagementError> {
         let queues = self.management.queues(&self.vhost).await?;
+        self.poll_queues(&queues);
+        let slack = Duration::from_millis(self.config.poll_interval_ms / 2);
+        if last_topology
+            .as_ref()
+            .is_none_or(|(at, _)| at.elapsed() + slack >= topology_every)
+        {
+            self.poll_topology(queues, last_topology).await?;
+        }
+        Ok(())
+    }
+
+    /// Sends a sample of each queue listed and makes the list the queues read
+    /// by passive declare.
+    fn poll_queues(&self, queues: &[serde_json::Value]) {
         let now = now_unix_us();
         let mut names = Vec::with_capacity(queues.len());
-        for q in &queues {
+        let mut unreadable = HashSet::new();
+        for q in queues {
             let Some(sample) = convert::queue_sample(&self.vhost, q, now) else {
                 continue;
             };
@@ -134,6 +177,8 @@ impl ManagementPoller {
             // Another connection's exclusive queue cannot be declared, even passively.
             if q["exclusive"].as_bool() != Some(true) {
                 names.push(sample.queue.clone());
+            } else {
+                unreadable.insert(sample.queue.clone());
             }
             let _ = self
                 .sender
@@ -142,17 +187,20 @@ impl ManagementPoller {
         let present: HashSet<&str> = names.iter().map(String::as_str).collect();
         self.depth.retain(|q| present.contains(q));
         names.truncate(self.config.max_watched_queues);
-        self.known.lock().expect("known lock").queues = names;
-        Ok(())
+        let mut known = self.known.lock().expect("known lock");
+        known.queues = names;
+        known.unreadable = unreadable;
     }
 
+    /// The topology, from `queues` (this round's list) and the vhost's other
+    /// objects.
     async fn poll_topology(
         &self,
+        queues: Vec<serde_json::Value>,
         last: &mut Option<(Instant, TopologySnapshot)>,
     ) -> Result<(), ManagementError> {
         let v = &self.vhost;
-        let (queues, exchanges, bindings, connections, consumers) = tokio::try_join!(
-            self.management.queues(v),
+        let (exchanges, bindings, connections, consumers) = tokio::try_join!(
             self.management.exchanges(v),
             self.management.bindings(v),
             self.management.connections(v),
@@ -271,8 +319,10 @@ impl ManagementPoller {
                 _ = shutdown.cancelled() => return Ok(()),
                 _ = tick.tick() => {}
             }
+            let discovered = self.depth.take_discovered();
             let (queues, dlqs) = {
-                let known = self.known.lock().expect("known lock");
+                let mut known = self.known.lock().expect("known lock");
+                known.discover(discovered, self.config.max_watched_queues);
                 (known.queues.clone(), known.dead_letter_queues.clone())
             };
             for queue in queues {
@@ -282,7 +332,9 @@ impl ManagementPoller {
                         return Err(anyhow_like::Error::Closed);
                     }
                     Err(_) => {
-                        // Gone since the last poll: the broker closed the channel.
+                        // Gone since the last list, or exclusive to another
+                        // connection: the broker closed the channel.
+                        self.known.lock().expect("known lock").unreadable(&queue);
                         channel = connection.create_channel().await?;
                         continue;
                     }
