@@ -44,9 +44,9 @@ impl Collectors {
             let (grpc, http) = flowscope_collectors::otlp::bind(&config.otlp).await?;
             otlp_addrs = Some((grpc.local_addr()?, http.local_addr()?));
             let receiver = OtlpReceiver::new(config.otlp.clone(), sender("otlp"));
-            let stop = shutdown.clone();
+            let serving = receiver.serve_on_own_thread(grpc, http, shutdown.clone())?;
             tasks.spawn(async move {
-                if let Err(err) = receiver.serve(grpc, http, stop).await {
+                if let Err(err) = serving.await {
                     tracing::error!(error = %err, "OTLP receiver stopped");
                 }
             });

@@ -97,6 +97,46 @@ impl OtlpReceiver {
     }
 }
 
+impl OtlpReceiver {
+    /// Serves like [`OtlpReceiver::serve`], on a thread of its own with a
+    /// single-threaded runtime; the future returned ends when it does.
+    ///
+    /// Every request then wakes one thread. On the shared multi-threaded
+    /// runtime a request woken by the I/O driver also woke an idle worker to
+    /// look for work, which found none: two context switches more per
+    /// export, the larger part of a small export's kernel time. Large bodies
+    /// are still read on the blocking pool.
+    pub fn serve_on_own_thread(
+        self,
+        grpc: TcpListener,
+        http: TcpListener,
+        shutdown: CancellationToken,
+    ) -> io::Result<impl std::future::Future<Output = io::Result<()>> + Send + 'static> {
+        // Listeners move to the new runtime's I/O driver.
+        let (grpc, http) = (grpc.into_std()?, http.into_std()?);
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .thread_name("flowscope-otlp-blocking")
+            .build()?;
+        let (done, finished) = tokio::sync::oneshot::channel();
+        std::thread::Builder::new()
+            .name("flowscope-otlp".into())
+            .spawn(move || {
+                let result = runtime.block_on(async move {
+                    let grpc = TcpListener::from_std(grpc)?;
+                    let http = TcpListener::from_std(http)?;
+                    self.serve(grpc, http, shutdown).await
+                });
+                let _ = done.send(result);
+            })?;
+        Ok(async move {
+            finished
+                .await
+                .unwrap_or_else(|_| Err(io::Error::other("the OTLP receiver's thread panicked")))
+        })
+    }
+}
+
 /// Binds the configured gRPC and HTTP addresses; an error names the address.
 pub async fn bind(config: &OtlpConfig) -> io::Result<(TcpListener, TcpListener)> {
     let grpc = bind_one("gRPC", "grpc_addr", config.grpc_addr).await?;
