@@ -3,7 +3,8 @@
 //! [`OtlpReceiver`] serves both OTLP transports on already-bound listeners
 //! ([`bind`] binds the configured ones; tests bind port 0) until its
 //! cancellation token fires, then finishes the requests in flight and drops
-//! its sender, so that the pipeline downstream drains and stops.
+//! its sender, so that the pipeline downstream drains and stops. flowscope
+//! runs it on a thread of its own ([`OtlpReceiver::serve_on_own_thread`]).
 //!
 //! | piece | job |
 //! |---|---|
@@ -95,17 +96,15 @@ impl OtlpReceiver {
         tracing::info!("otlp receiver stopped");
         Ok(())
     }
-}
 
-impl OtlpReceiver {
     /// Serves like [`OtlpReceiver::serve`], on a thread of its own with a
     /// single-threaded runtime; the future returned ends when it does.
     ///
-    /// Every request then wakes one thread. On the shared multi-threaded
-    /// runtime a request woken by the I/O driver also woke an idle worker to
-    /// look for work, which found none: two context switches more per
-    /// export, the larger part of a small export's kernel time. Large bodies
-    /// are still read on the blocking pool.
+    /// Every request then wakes this one thread. On the shared
+    /// multi-threaded runtime, a request the I/O driver woke could also wake
+    /// an idle worker to look for work that was not there; served apart,
+    /// small exports cost 2–5 % less CPU per span (docs/benchmarks.md,
+    /// nineteenth sitting). Large bodies are still read on the blocking pool.
     pub fn serve_on_own_thread(
         self,
         grpc: TcpListener,
