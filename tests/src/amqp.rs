@@ -71,18 +71,20 @@ pub async fn publish(ch: &Channel, exchange: &str, key: &str, body: &[u8], props
 /// Publishes probes until the tap shows one: the tap is then live.
 pub async fn wait_until_tapped(log: &ObservationLog, ch: &Channel) {
     exchange(ch, "probe", ExchangeKind::Fanout).await;
-    eventually(
-        Duration::from_secs(30),
-        "the firehose tap to see a probe",
-        || async {
-            publish(ch, "probe", "", b"probe", BasicProperties::default()).await;
-            tokio::time::sleep(Duration::from_millis(200)).await;
-            Ok(log
-                .all()
-                .iter()
-                .any(|o| matches!(o, Observation::Publish(m) if m.exchange == "probe"))
-                .then_some(()))
-        },
-    )
+    publish_until_tapped(log, ch, "probe", "the firehose tap to see a probe").await;
+}
+
+/// Publishes to `exchange` every 200 ms until the tap shows a publish to it
+/// (for up to 30 s; `what` names the wait when it times out).
+pub async fn publish_until_tapped(log: &ObservationLog, ch: &Channel, exchange: &str, what: &str) {
+    eventually(Duration::from_secs(30), what, || async {
+        publish(ch, exchange, "", b"probe", BasicProperties::default()).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        Ok(log
+            .all()
+            .iter()
+            .any(|o| matches!(o, Observation::Publish(m) if m.exchange == exchange))
+            .then_some(()))
+    })
     .await;
 }

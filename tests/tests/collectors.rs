@@ -6,7 +6,9 @@ use std::time::Duration;
 use flowscope_collectors::config::{FirehoseConfig, ManagementConfig};
 use flowscope_collectors::redact::{MASK, RedactConfig};
 use flowscope_model::{BrokerMessage, Observation, SampleSource};
-use flowscope_tests::amqp::{bind, connect, exchange, publish, queue, wait_until_tapped};
+use flowscope_tests::amqp::{
+    bind, connect, exchange, publish, publish_until_tapped, queue, wait_until_tapped,
+};
 use flowscope_tests::broker::TestVhost;
 use flowscope_tests::eventually;
 use flowscope_tests::observe::{CollectorSetup, ObservationLog, start_collectors};
@@ -392,20 +394,7 @@ async fn the_tap_resumes_after_a_forced_close_and_turns_tracing_back_on() {
     .await;
     assert_eq!(closed, 1);
     exchange(&ch, "after", ExchangeKind::Fanout).await;
-    eventually(
-        Duration::from_secs(30),
-        "a publish seen after the drop",
-        || async {
-            publish(&ch, "after", "", b"again", BasicProperties::default()).await;
-            tokio::time::sleep(Duration::from_millis(200)).await;
-            Ok(log
-                .all()
-                .iter()
-                .any(|o| matches!(o, Observation::Publish(m) if m.exchange == "after"))
-                .then_some(()))
-        },
-    )
-    .await;
+    publish_until_tapped(&log, &ch, "after", "a publish seen after the drop").await;
     let info = vhost.mgmt_get("vhosts/{vhost}").await.unwrap();
     assert_eq!(info["tracing"], true);
 }
